@@ -1,0 +1,3 @@
+from seglab.callbacks.summary import BestMetricsTable
+
+__all__ = ["BestMetricsTable"]

@@ -1,0 +1,72 @@
+"""The dataset contract shared by every data source: decode one sample, check it, transform it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from seglab.data.io import DataError
+
+
+class SegmentationDataset(Dataset):
+    """Subclasses implement ``__len__`` and ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)``
+    where ``name`` identifies the sample (its image path) in error messages and predictions.
+
+    Every sample is checked before it is used: a mask value that is neither a class id nor
+    ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the file, instead of
+    a CUDA device-side assert later."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = 255,
+        transform: Callable[..., Any] | None = None,
+    ) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.transform = transform
+
+    def load(self, index: int) -> tuple[Tensor, Tensor, str]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, mask, name = self.load(index)
+        check_sample(image, mask, name, self.num_classes, self.ignore_index)
+        if self.ignore_index > 255 and mask.dtype == torch.uint8:
+            mask = mask.long()
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return {
+            "image": image.as_subclass(Tensor),
+            "mask": mask.as_subclass(Tensor).long(),
+            "name": name,
+        }
+
+
+def check_sample(
+    image: Tensor, mask: Tensor, name: str, num_classes: int, ignore_index: int
+) -> None:
+    if image.ndim != 3 or image.dtype != torch.uint8:
+        raise DataError(
+            f"{name}: expected a uint8 image (C, H, W), got {image.dtype} {tuple(image.shape)}"
+        )
+    if image.shape[-2:] != mask.shape[-2:]:
+        raise DataError(
+            f"{name}: image is {image.shape[-2]}x{image.shape[-1]} (HxW) but its mask is "
+            f"{mask.shape[-2]}x{mask.shape[-1]}"
+        )
+    bad = (mask >= num_classes) & (mask != ignore_index)
+    if mask.dtype != torch.uint8:
+        bad |= mask < 0
+    if bad.any():
+        values = sorted(set(mask[bad].unique().tolist()))
+        raise DataError(
+            f"{name}: mask has values {values[:10]} that are neither class ids 0..{num_classes - 1} "
+            f"nor ignore_index {ignore_index}"
+        )

@@ -1,0 +1,60 @@
+"""Decoding images and masks from disk, with errors that name the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+class DataError(ValueError):
+    """A sample that cannot be used; the message names the file and what is wrong with it."""
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An RGB image as a ``uint8`` tensor ``(3, H, W)``; grey and RGBA images are converted."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in _TORCHVISION_EXTENSIONS:
+            data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+            return decode_image(data, mode=ImageReadMode.RGB)
+        with Image.open(path) as im:
+            return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (RuntimeError, OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(
+            f"{path}: cannot decode image (corrupt, truncated or not an image): {e}"
+        ) from None
+
+
+def read_mask(path: str | Path) -> Tensor:
+    """A single-channel mask of class ids as an integer tensor ``(H, W)``; palette PNGs give their
+    indices. Multi-channel masks are refused: colour masks need a palette mapping."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            array = np.array(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: mask file not found") from None
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(
+            f"{path}: cannot decode mask (corrupt, truncated or not an image): {e}"
+        ) from None
+    if array.ndim != 2:
+        raise DataError(
+            f"{path}: mask has {array.shape[-1]} channels; masks must be single-channel class ids "
+            "(for colour masks give the data module a palette)"
+        )
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.dtype not in (np.uint8, np.int16, np.uint16, np.int32):
+        raise DataError(f"{path}: mask has pixel type {array.dtype}; expected integer class ids")
+    return torch.from_numpy(array.astype(np.int64) if array.dtype != np.uint8 else array)

@@ -1,0 +1,76 @@
+"""Builds the network behind ``SegmentationModule`` from an architecture and an encoder name.
+
+All architectures of segmentation-models-pytorch are available with any smp encoder or any timm
+encoder (``tu-<timm name>``). Every model returned has an ``encoder`` submodule: the backbone that
+gets the lower fine-tuning learning rate and that can be frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import segmentation_models_pytorch as smp
+from torch import nn
+
+Arch = Literal[
+    "unet",
+    "unetplusplus",
+    "fpn",
+    "pspnet",
+    "deeplabv3",
+    "deeplabv3plus",
+    "linknet",
+    "manet",
+    "pan",
+    "upernet",
+    "segformer",
+    "dpt",
+]
+SMP_ARCHS: tuple[str, ...] = Arch.__args__
+
+
+def create_model(
+    arch: str,
+    encoder_name: str = "resnet34",
+    encoder_weights: str | None = None,
+    in_channels: int = 3,
+    num_classes: int = 2,
+    **kwargs: Any,
+) -> nn.Module:
+    """An smp model; ``kwargs`` go to the architecture (``encoder_depth``, ``decoder_channels`` ...)."""
+    if arch not in SMP_ARCHS:
+        raise ValueError(
+            f"model.arch: unknown architecture {arch!r}; choose from {', '.join(SMP_ARCHS)}"
+        )
+    check_encoder_name(encoder_name)
+    return smp.create_model(
+        arch,
+        encoder_name=encoder_name,
+        encoder_weights=encoder_weights,
+        in_channels=in_channels,
+        classes=num_classes,
+        **kwargs,
+    )
+
+
+def check_encoder_name(encoder_name: str) -> None:
+    """Fail with the valid choices instead of smp's bare ``KeyError`` deep inside the constructor."""
+    if encoder_name.startswith("tu-"):
+        import timm
+
+        if not timm.is_model(encoder_name[3:]):
+            raise ValueError(
+                f"model.encoder_name: timm has no model {encoder_name[3:]!r}; "
+                "list them with `python -c \"import timm; print(timm.list_models('*resnet*'))\"`"
+            )
+    elif encoder_name not in smp.encoders.get_encoder_names():
+        raise ValueError(
+            f"model.encoder_name: unknown encoder {encoder_name!r}; use a timm model as "
+            f"'tu-<name>' or one of smp's: {', '.join(sorted(smp.encoders.get_encoder_names()))}"
+        )
+
+
+def output_stride(model: nn.Module) -> int:
+    """The factor the input's height and width must be divisible by."""
+    encoder = getattr(model, "encoder", None)
+    return int(getattr(encoder, "output_stride", 32))

@@ -1,0 +1,214 @@
+"""``SegmentationModule``: the model, its loss, its metrics and its optimizer, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from seglab.losses import CombinedLoss, LossName
+from seglab.metrics import ConfusionMatrix, metric_dict
+from seglab.models.factory import Arch, create_model, output_stride
+from seglab.models.param_groups import param_groups
+from seglab.optim import ScheduleName, lr_factor
+
+
+class SegmentationModule(L.LightningModule):
+    """Semantic segmentation with any smp architecture and smp/timm encoder.
+
+    Args:
+        arch: network architecture.
+        encoder_name: smp encoder or timm model as ``tu-<name>``.
+        encoder_weights: pretrained weight set of the encoder (e.g. ``imagenet``), or None.
+        num_classes: number of classes (linked from the data module by the CLI).
+        class_names: one name per class, used in metric names (``val/IoU/<name>``).
+        in_channels: number of input channels.
+        loss: a loss name or a weighted sum such as ``{ce: 1.0, dice: 0.5}``.
+        class_weights: per-class weights of the cross-entropy loss.
+        label_smoothing: label smoothing of the cross-entropy loss.
+        ignore_index: mask value ignored by the losses and the metrics.
+        optimizer: optimizer for all parameter groups.
+        lr: learning rate of the decoder and head.
+        backbone_lr_mult: the encoder learns at ``lr * backbone_lr_mult``.
+        weight_decay: weight decay, not applied to biases and norm parameters.
+        momentum: momentum of SGD (beta1 for Adam/AdamW is left at its default).
+        scheduler: learning-rate decay, stepped every optimizer step.
+        warmup_steps: optimizer steps of linear warm-up before the decay.
+        poly_power: exponent of the poly schedule.
+        min_lr_ratio: the schedule decays to ``lr * min_lr_ratio``.
+        freeze_encoder_epochs: keep the encoder frozen (weights and norm statistics) for this many
+            epochs, then fine-tune it.
+        model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
+    """
+
+    def __init__(
+        self,
+        arch: Arch = "unet",
+        encoder_name: str = "resnet34",
+        encoder_weights: str | None = None,
+        num_classes: int = 2,
+        class_names: list[str] | None = None,
+        in_channels: int = 3,
+        loss: LossName | dict[LossName, float] = "ce",
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        ignore_index: int = 255,
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        lr: float = 1e-3,
+        backbone_lr_mult: float = 0.1,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: ScheduleName = "poly",
+        warmup_steps: int = 0,
+        poly_power: float = 0.9,
+        min_lr_ratio: float = 0.0,
+        freeze_encoder_epochs: int = 0,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"model.class_names has {len(class_names)} names but num_classes is {num_classes}"
+            )
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(
+                f"model.class_weights has {len(class_weights)} values but num_classes is {num_classes}"
+            )
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.model = create_model(
+            arch, encoder_name, encoder_weights, in_channels, num_classes, **(model_kwargs or {})
+        )
+        self.size_divisor = output_stride(self.model)
+        weights = {loss: 1.0} if isinstance(loss, str) else dict(loss)
+        self.criterion = CombinedLoss(weights, ignore_index, class_weights, label_smoothing)
+        self.val_confmat = ConfusionMatrix(num_classes, ignore_index)
+        self.test_confmat = ConfusionMatrix(num_classes, ignore_index)
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self.encoder_frozen = False
+
+    # --- model -------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(N, C, H, W)`` at the input's size; inputs of any size are padded to the
+        encoder's stride and the logits cropped back."""
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.size_divisor, -w % self.size_divisor
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        logits = self.model(x)
+        return logits[..., :h, :w] if pad_h or pad_w else logits
+
+    @staticmethod
+    def unpack_batch(batch: Any) -> tuple[Tensor, Tensor | None]:
+        """``(image, mask)`` from a dict with ``image``/``mask`` keys or an ``(image, mask)`` tuple;
+        masks may be ``(N, H, W)`` or ``(N, 1, H, W)`` of any integer type."""
+        if isinstance(batch, Mapping):
+            image, mask = batch["image"], batch.get("mask")
+        elif isinstance(batch, Sequence) and not isinstance(batch, str):
+            image, mask = batch[0], (batch[1] if len(batch) > 1 else None)
+        else:
+            image, mask = batch, None
+        if mask is not None:
+            if mask.ndim == 4 and mask.shape[1] == 1:
+                mask = mask[:, 0]
+            mask = mask.long()
+        return image, mask
+
+    # --- steps ---------------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        image, mask = self.unpack_batch(batch)
+        loss = self.criterion(self(image), mask)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=image.shape[0])
+        return loss
+
+    def _eval_step(self, batch: Any, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
+        image, mask = self.unpack_batch(batch)
+        logits = self(image)
+        mean_loss.update(self.criterion(logits, mask), weight=image.shape[0])
+        confmat.update(logits.argmax(1), mask)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_confmat, self.val_loss)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_confmat, self.test_loss)
+
+    def _log_epoch(self, prefix: str, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
+        # compute() sums the states of all ranks; every rank then logs the same numbers.
+        metrics = metric_dict(confmat.compute(), prefix, self.class_names)
+        metrics[f"{prefix}/loss"] = mean_loss.compute()
+        self.log(f"{prefix}/mIoU", metrics.pop(f"{prefix}/mIoU"), prog_bar=True)
+        self.log_dict(metrics)
+        # Reset outside inference mode: states re-created as inference tensors would refuse the
+        # in-place updates of the next validation run inside fit (which runs under no_grad).
+        with torch.inference_mode(False):
+            confmat.reset()
+            mean_loss.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val", self.val_confmat, self.val_loss)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", self.test_confmat, self.test_loss)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        image, _ = self.unpack_batch(batch)
+        return self(image).argmax(1)
+
+    # --- encoder freezing ----------------------------------------------------------------------
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Freeze or unfreeze the encoder's weights; frozen norm layers stay in eval mode so their
+        running statistics do not move."""
+        self.encoder_frozen = frozen
+        for param in self.model.encoder.parameters():
+            param.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> SegmentationModule:
+        super().train(mode)
+        if mode and self.encoder_frozen:
+            for module in self.model.encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._NormBase):
+                    module.eval()
+        return self
+
+    def on_fit_start(self) -> None:
+        strategy = self.trainer.strategy
+        if (
+            self.hparams.freeze_encoder_epochs > 0
+            and isinstance(strategy, L.pytorch.strategies.DDPStrategy)
+            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
+        ):
+            raise ValueError(
+                "model.freeze_encoder_epochs > 0 under DDP needs "
+                "trainer.strategy: ddp_find_unused_parameters_true (frozen weights get no gradient)"
+            )
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.current_epoch < self.hparams.freeze_encoder_epochs
+        if frozen != self.encoder_frozen:
+            self.set_encoder_frozen(frozen)
+
+    # --- optimization --------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        groups = param_groups(self.model, hp.lr, hp.backbone_lr_mult, hp.weight_decay)
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+        elif hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(groups, lr=hp.lr)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=hp.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        factor = lr_factor(hp.scheduler, total, hp.warmup_steps, hp.poly_power, hp.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny generated datasets and a helper to run the real CLI in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "experiments" / "quickstart.yaml"
+
+# A tiny, fast variant of the quickstart: a 2.3 M-parameter timm test encoder, 64 px images.
+TINY = [
+    "--config",
+    str(QUICKSTART),
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--model.encoder_name",
+    "tu-test_resnet",
+    "--model.model_kwargs",
+    "{}",
+    "--data.init_args.image_size",
+    "64",
+    "--data.init_args.crop_size",
+    "64",
+    "--data.init_args.num_train",
+    "4",
+    "--data.init_args.num_val",
+    "3",
+    "--data.init_args.num_test",
+    "3",
+    "--data.init_args.batch_size",
+    "2",
+    "--data.init_args.num_workers",
+    "0",
+]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Every test writes its logs, checkpoints and W&B files under its own temporary directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def write_folder_dataset(
+    root: Path,
+    splits: dict[str, int],
+    num_classes: int = 3,
+    size: tuple[int, int] = (40, 48),
+    image_ext: str = ".png",
+    seed: int = 0,
+) -> Path:
+    """``root/{split}/images/*.png|jpg`` and ``root/{split}/masks/*.png``: blocks of classes, the image
+    brightness encoding the class, a border of ignore (255) pixels."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, count in splits.items():
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "masks").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            mask = (
+                rng.integers(0, num_classes, (h // 8 + 1, w // 8 + 1))
+                .repeat(8, 0)
+                .repeat(8, 1)[:h, :w]
+            )
+            mask[0, :] = 255
+            image = np.stack(
+                [mask * 60 % 256, 255 - mask * 40 % 256, rng.integers(0, 255, (h, w))], axis=-1
+            )
+            Image.fromarray(image.astype(np.uint8)).save(
+                root / split / "images" / f"img{i:03d}{image_ext}"
+            )
+            Image.fromarray(mask.astype(np.uint8)).save(root / split / "masks" / f"img{i:03d}.png")
+    return root

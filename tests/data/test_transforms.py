@@ -1,0 +1,96 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision import tv_tensors
+
+from seglab.data.transforms import Augment, RandomCropPad, eval_transform, train_transform
+
+IGNORE = 255
+NO_PHOTOMETRIC = dict(brightness=0, contrast=0, saturation=0, hue=0, gamma=(1.0, 1.0), blur_prob=0)
+
+
+def _pattern(h: int = 40, w: int = 56, block: int = 8):
+    """A mask of square blocks of classes 0..4, and an image whose every channel encodes the class,
+    so after any geometric transform the image tells which mask value must be at each pixel."""
+    g = torch.Generator().manual_seed(0)
+    mask = (
+        torch.randint(0, 5, (h // block, w // block), generator=g)
+        .repeat_interleave(block, 0)
+        .repeat_interleave(block, 1)
+    )
+    image = (mask * 50 + 5).to(torch.uint8).expand(3, h, w).clone()
+    return tv_tensors.Image(image), tv_tensors.Mask(mask.to(torch.uint8))
+
+
+def _decoded(image: torch.Tensor) -> torch.Tensor:
+    """Class encoded by the (un-normalised, mean 0 / std 1) image; -1 where padding (0)."""
+    value = image[0] * 255
+    return torch.where(value < 2, torch.tensor(-1.0), ((value - 5) / 50).round())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_crop_pad_and_flip_keep_image_and_mask_aligned_exactly(seed):
+    torch.manual_seed(seed)
+    t = train_transform(
+        (48, 64),
+        Augment(scale_range=(1.0, 1.0), **NO_PHOTOMETRIC),
+        IGNORE,
+        mean=(0,) * 3,
+        std=(1,) * 3,
+    )
+    image, mask = t(*_pattern())
+    assert image.shape == (3, 48, 64) and mask.shape == (48, 64)
+    assert image.dtype == torch.float32
+    code = _decoded(image)
+    padded = code == -1
+    assert padded.any(), "a 40x56 input cropped to 48x64 must be padded"
+    assert (mask[padded] == IGNORE).all()
+    assert torch.equal(code[~padded].long(), mask[~padded].long())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_scale_resizes_masks_with_nearest_and_stays_aligned(seed):
+    torch.manual_seed(seed)
+    t = train_transform(
+        (32, 32), Augment(scale_range=(0.5, 2.0), **NO_PHOTOMETRIC), IGNORE, (0,) * 3, (1,) * 3
+    )
+    image, mask = t(*_pattern(128, 128, block=32))
+    valid = mask != IGNORE
+    assert set(mask[valid].unique().tolist()) <= {0, 1, 2, 3, 4}  # nearest: no blended labels
+    # Away from block borders (where the bilinear image blends two classes) image and mask agree.
+    m = mask.float()[None, None]
+    flat = (F.max_pool2d(m, 5, 1, 2) == -F.max_pool2d(-m, 5, 1, 2))[0, 0] & valid
+    assert flat.sum() > 100
+    assert torch.equal(_decoded(image)[flat].long(), mask[flat].long())
+
+
+def test_photometric_changes_the_image_but_never_the_mask():
+    torch.manual_seed(0)
+    image, mask = _pattern()
+    t = train_transform(
+        (40, 56), Augment(scale_range=(1.0, 1.0), hflip=False, blur_prob=1.0), IGNORE
+    )
+    out_image, out_mask = t(image, mask)
+    assert torch.equal(out_mask, mask)
+    plain = eval_transform()(image, mask)[0]
+    assert not torch.allclose(out_image, plain)
+
+
+def test_class_ratio_retry_avoids_single_class_crops():
+    mask = torch.zeros(64, 64, dtype=torch.uint8)
+    mask[:, 48:] = 1  # the right quarter is class 1
+    image = tv_tensors.Image(torch.zeros(3, 64, 64, dtype=torch.uint8))
+    mixed = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        _, out = RandomCropPad((16, 16), IGNORE, max_class_ratio=0.95)(image, tv_tensors.Mask(mask))
+        mixed += len(out.unique()) > 1
+    # without the retry a 16x16 crop straddles the border in 1 of 49 positions
+    assert mixed >= 15
+
+
+def test_eval_transform_only_normalises():
+    image, mask = _pattern()
+    out_image, out_mask = eval_transform(mean=(0.5,) * 3, std=(0.25,) * 3)(image, mask)
+    torch.testing.assert_close(out_image, (image.float() / 255 - 0.5) / 0.25)
+    assert torch.equal(out_mask, mask)

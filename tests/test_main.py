@@ -1,0 +1,88 @@
+"""The real ``seglab`` CLI, run in-process."""
+
+import pytest
+import torch
+
+from seglab.main import main
+from seglab.models.factory import SMP_ARCHS
+from tests.conftest import TINY
+
+
+@pytest.mark.parametrize("arch", SMP_ARCHS)
+def test_every_smp_architecture_trains_a_step_through_the_cli(arch):
+    size = "128" if arch == "pan" else "64"  # PAN's pyramid pooling needs at least 128 px
+    cli = main(
+        [
+            "fit",
+            *TINY,
+            "--trainer.fast_dev_run",
+            "1",
+            "--model.arch",
+            arch,
+            "--data.init_args.image_size",
+            size,
+            "--data.init_args.crop_size",
+            size,
+        ]
+    )
+    assert cli.trainer.global_step == 1
+    assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    assert "val/mIoU" in cli.trainer.callback_metrics
+
+
+def test_fit_validate_test_predict_share_one_checkpoint(tmp_path, capsys):
+    fit = main(
+        [
+            "fit",
+            *TINY,
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "Best validation metrics" in out and "val/IoU/circle" in out
+    ckpt = fit.trainer.checkpoint_callback.last_model_path
+    assert ckpt and fit.trainer.global_step == 4
+
+    val = main(["validate", *TINY, "--ckpt_path", ckpt])
+    metrics = val.trainer.callback_metrics
+    assert set(metrics) >= {"val/mIoU", "val/dice", "val/acc", "val/loss", "val/IoU/background"}
+    assert 0.0 <= float(metrics["val/mIoU"]) <= 1.0
+
+    test = main(["test", *TINY, "--ckpt_path", ckpt])
+    assert "test/mIoU" in test.trainer.callback_metrics
+
+    predict = main(["predict", *TINY, "--ckpt_path", ckpt])
+    preds = predict.trainer.predict_loop.predictions
+    assert torch.cat(preds).shape == (3, 64, 64)
+
+
+def test_num_classes_and_class_names_are_linked_from_the_data(tmp_path):
+    cli = main(["fit", *TINY, "--trainer.fast_dev_run", "1"])
+    assert cli.model.hparams.num_classes == 6
+    assert cli.model.class_names[1] == "circle"
+
+
+def test_ignore_index_is_set_once_on_the_model():
+    cli = main(["fit", *TINY, "--trainer.fast_dev_run", "1", "--model.ignore_index", "100"])
+    assert cli.datamodule.ignore_index == 100 and cli.model.hparams.ignore_index == 100
+
+
+def test_closed_choices_are_validated_by_the_parser(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *TINY, "--model.arch", "unett"])
+    assert "unett" in capsys.readouterr().err
+
+
+def test_print_config_resolves_the_quickstart(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *TINY, "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert (
+        "class_path: seglab.data.datasets.synthetic.SyntheticDataModule" in out
+        or "SyntheticDataModule" in out
+    )
+    assert "backbone_lr_mult" in out
