@@ -1,0 +1,131 @@
+"""Non-finite losses, determinism, checkpoint compatibility, safe loading, secrets."""
+
+import math
+
+import pytest
+import torch
+
+from seglab.main import main
+from tests.conftest import TINY, TINY_RUN, write_folder_dataset
+
+
+def _nan_after(module, steps: int):
+    """Makes the training loss NaN from the given step on."""
+    criterion = module.criterion.forward
+
+    def forward(logits, target):
+        loss = criterion(logits, target)
+        return loss * math.nan if module.global_step >= steps else loss
+
+    module.criterion.forward = forward
+
+
+def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch):
+    from seglab import SegmentationModule
+
+    original = SegmentationModule.configure_optimizers
+
+    def patched(self):
+        _nan_after(self, 1)
+        return original(self)
+
+    monkeypatch.setattr(SegmentationModule, "configure_optimizers", patched)
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite training loss .* at step 1 .*synthetic/train/"
+    ):
+        main(["fit", *TINY, "--trainer.max_steps", "3"])
+
+
+def test_nan_loss_can_skip_batches_and_count_them(monkeypatch):
+    from seglab import SegmentationModule
+
+    original = SegmentationModule.configure_optimizers
+
+    def patched(self):
+        _nan_after(self, 1)
+        return original(self)
+
+    monkeypatch.setattr(SegmentationModule, "configure_optimizers", patched)
+    cli = main(["fit", *TINY, "--trainer.max_epochs", "1", "--model.nonfinite_loss", "skip"])
+    assert cli.model.skipped_batches == 1  # 2 batches: the first trains, the second is skipped
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+
+
+def test_same_seed_and_deterministic_give_identical_metrics():
+    args = ["fit", *TINY, "--trainer.max_epochs", "2", "--trainer.deterministic", "true"]
+    first = {k: float(v) for k, v in main(args).trainer.callback_metrics.items()}
+    second = {k: float(v) for k, v in main(args).trainer.callback_metrics.items()}
+    assert first.keys() == second.keys() and "val/mIoU" in first
+    assert all(
+        first[k] == second[k] or (math.isnan(first[k]) and math.isnan(second[k])) for k in first
+    )
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    cli = main(
+        ["fit", *TINY, "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]
+    )
+    return cli.trainer.checkpoint_callback.last_model_path
+
+
+def test_checkpoint_with_other_classes_is_refused_naming_the_option(checkpoint, tmp_path):
+    root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 2})
+    with pytest.raises(
+        ValueError, match=r"trained with model.num_classes=6, but this run has model.num_classes=3"
+    ):
+        main(
+            [
+                "validate",
+                *TINY_RUN,
+                "--data",
+                "seglab.FolderDataModule",
+                "--data.root",
+                str(root),
+                "--data.num_classes",
+                "3",
+                "--data.num_workers",
+                "0",
+                "--ckpt_path",
+                checkpoint,
+            ]
+        )
+
+
+class Payload:
+    """Anything that needs unpickling a class: what a malicious checkpoint would carry."""
+
+
+def test_pickle_carrying_checkpoint_is_refused_without_opt_in(checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=True)
+    state["extra"] = Payload()
+    bad = tmp_path / "bad.ckpt"
+    torch.save(state, bad)
+    with pytest.raises(SystemExit, match=r"bad\.ckpt: refused to load.*--weights_only false"):
+        main(["validate", *TINY, "--ckpt_path", str(bad)])
+    cli = main(["validate", *TINY, "--ckpt_path", str(bad), "--weights_only", "false"])
+    assert "val/mIoU" in cli.trainer.callback_metrics
+
+
+def test_api_key_never_reaches_config_or_checkpoint(monkeypatch, tmp_path):
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    cli = main(
+        [
+            "fit",
+            *TINY,
+            "--trainer.max_steps",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.logger",
+            "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+        ]
+    )
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ckpt" for p in files) and any(p.name == "config.yaml" for p in files)
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    assert cli.trainer.global_step == 1
