@@ -1,0 +1,71 @@
+"""One entry point for evaluation and prediction: whole image or sliding window, with or without TTA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from seglab.inference.sliding_window import Forward, sliding_window
+from seglab.inference.tta import tta_logits, tta_passes
+
+
+@dataclass
+class Inference:
+    """How validation, test and predict turn an image into logits (``model.inference.*``).
+
+    Args:
+        mode: ``whole`` runs the full image at once (padded to the output stride); ``slide`` runs
+            tiles of ``tile_size`` and stitches their logits.
+        tile_size: tile height and width (an int for square tiles); a multiple of the output stride
+            avoids padding every tile.
+        overlap: fraction of a tile shared with its neighbour (stride = tile * (1 - overlap)).
+        stride: step between tiles in pixels; overrides ``overlap`` when set.
+        weighting: averaging of overlapping logits; ``gaussian`` trusts tile centres more.
+        tile_batch_size: tiles per forward pass.
+        hflip, vflip: test-time augmentation with horizontally / vertically flipped copies.
+        scales: test-time augmentation with resized copies (1.0 = original size).
+    """
+
+    mode: Literal["whole", "slide"] = "whole"
+    tile_size: int | tuple[int, int] = 512
+    overlap: float = 0.25
+    stride: int | tuple[int, int] | None = None
+    weighting: Literal["uniform", "gaussian"] = "gaussian"
+    tile_batch_size: int = 4
+    hflip: bool = False
+    vflip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+
+    @property
+    def passes(self) -> int:
+        """Predictions averaged per image by test-time augmentation."""
+        return tta_passes(self.hflip, self.vflip, self.scales)
+
+
+@torch.no_grad()
+def predict_logits(forward: Forward, image: Tensor, settings: Inference | None = None) -> Tensor:
+    """Logits ``(N, C, H, W)`` of normalized images ``(N, 3, H, W)`` of any size.
+
+    ``forward`` must accept any input size (``SegmentationModule.forward`` pads to the stride and
+    crops back). With test-time augmentation the result is the log of the averaged probabilities.
+    """
+    settings = settings or Inference()
+    if settings.mode == "slide":
+        forward = partial(
+            sliding_window,
+            forward,
+            tile_size=settings.tile_size,
+            overlap=settings.overlap,
+            stride=settings.stride,
+            weighting=settings.weighting,
+            tile_batch_size=settings.tile_batch_size,
+        )
+    elif settings.mode != "whole":
+        raise ValueError(f"model.inference.mode must be whole or slide, got {settings.mode!r}")
+    if settings.passes == 1 and tuple(settings.scales) == (1.0,):
+        return forward(image)
+    return tta_logits(forward, image, settings.hflip, settings.vflip, settings.scales)
