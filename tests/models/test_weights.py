@@ -1,0 +1,134 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from seglab.main import main
+from seglab.models.factory import create_model
+from seglab.models.weights import WeightsUnavailableError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reference_encoder_state(encoder_name="tu-test_resnet"):
+    torch.manual_seed(123)
+    return create_model("unet", encoder_name, None).encoder.state_dict()
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_encoder_weights_from_a_local_file(tmp_path, suffix):
+    state = _reference_encoder_state()
+    path = tmp_path / f"encoder{suffix}"
+    if suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    torch.manual_seed(0)  # a different random init: equal tensors can only come from the file
+    model = create_model("unet", "tu-test_resnet", str(path))
+    loaded = model.encoder.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_plain_timm_checkpoint_with_a_classifier_head_loads(tmp_path):
+    import timm
+
+    timm_model = timm.create_model("test_resnet")
+    torch.save(
+        timm_model.state_dict(), tmp_path / "timm.pth"
+    )  # keys without smp's prefix, plus fc.*
+    model = create_model("unet", "tu-test_resnet", str(tmp_path / "timm.pth"))
+    assert torch.equal(model.encoder.model.conv1[0].weight, timm_model.conv1[0].weight)
+
+
+def test_encoder_from_a_lightning_checkpoint(tmp_path):
+    from seglab.models.module import SegmentationModule
+
+    module = SegmentationModule(arch="fpn", encoder_name="tu-test_resnet", num_classes=3)
+    torch.save({"state_dict": module.state_dict(), "epoch": 1}, tmp_path / "run.ckpt")
+    model = create_model("unet", "tu-test_resnet", str(tmp_path / "run.ckpt"))
+    expected = module.model.encoder.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.encoder.state_dict().items())
+
+
+def test_a_file_that_does_not_fit_names_the_keys(tmp_path):
+    state = dict(_reference_encoder_state())
+    state["model.extra.weight"] = torch.zeros(2)
+    del state["model.conv1.0.weight"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(
+        ValueError,
+        match=r"1 missing keys: model.conv1.0.weight; 1 unexpected keys: model.extra.weight",
+    ):
+        create_model("unet", "tu-test_resnet", str(tmp_path / "bad.pth"))
+
+
+def test_absent_weights_offline_fail_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code = (
+        "from seglab.main import main\n"
+        "main(['fit', '--config', 'experiments/quickstart.yaml', '--trainer.fast_dev_run', '1',"
+        " '--model.encoder_weights', 'imagenet', '--trainer.logger', 'false'])"
+    )
+    for offline in ("0", "1"):  # unreachable host, and HF_HUB_OFFLINE=1
+        env = {**os.environ, "HF_HUB_OFFLINE": offline}
+        start = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert time.monotonic() - start < 30
+        assert run.returncode != 0
+        assert "WeightsUnavailableError" in run.stderr
+        assert "'imagenet' weights of encoder 'resnet18'" in run.stderr
+        assert "seglab weights fetch --config" in run.stderr
+
+
+def test_cached_weights_load_without_any_network_call(tmp_path, monkeypatch):
+    """A weight set in the hub cache is read with the hub forced offline."""
+    from huggingface_hub import constants
+
+    import seglab.models.weights as weights
+
+    monkeypatch.setattr(weights, "_cached", lambda *source: True)
+    seen = []
+
+    def fake_get_encoder(*args, **kwargs):
+        seen.append(constants.HF_HUB_OFFLINE)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(
+        "segmentation_models_pytorch.encoders.hf_hub_download", lambda *a, **k: fake_get_encoder()
+    )
+    with pytest.raises(RuntimeError, match="stop here"):
+        create_model("unet", "resnet18", "imagenet")
+    assert seen == [True] and constants.HF_HUB_OFFLINE is False
+
+
+def test_unknown_weight_set_lists_the_choices():
+    with pytest.raises(ValueError, match=r"has no weights 'imagenet22k'.*imagenet"):
+        create_model("unet", "resnet18", "imagenet22k")
+
+
+def test_weights_command_fetch_skips_configs_without_downloads_and_list_runs(capsys):
+    main(["weights", "fetch", "--config", str(REPO / "experiments/quickstart.yaml")])
+    assert "needs no download" in capsys.readouterr().out
+    main(["weights", "list"])
+    assert capsys.readouterr().out.strip()
+
+
+def test_weights_fetch_without_network_raises(tmp_path, monkeypatch):
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text("model:\n  encoder_name: resnet18\n  encoder_weights: imagenet\n")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsUnavailableError, match="HF_HUB_OFFLINE is set"):
+        main(["weights", "fetch", "--config", str(cfg)])
