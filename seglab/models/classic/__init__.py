@@ -1,0 +1,58 @@
+"""Architectures from the papers that shaped semantic segmentation, one readable file each:
+FCN-32s/16s/8s (``fcn.py``), SegNet (``segnet.py``) and the original U-Net (``unet.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from seglab.models.classic.fcn import FCN, fcn8s, fcn16s, fcn32s
+from seglab.models.classic.segnet import SegNet, segnet
+from seglab.models.classic.unet import UNet, unet_original
+
+CLASSIC_ARCHS: tuple[str, ...] = ("fcn32s", "fcn16s", "fcn8s", "segnet", "unet_original")
+
+
+def create_classic_model(
+    arch: str,
+    encoder_name: str,
+    encoder_weights: str | None,
+    in_channels: int,
+    num_classes: int,
+    **kwargs: Any,
+) -> nn.Module:
+    """A classic architecture. FCNs use ``encoder_name``/``encoder_weights`` (a timm backbone); SegNet
+    and U-Net have their own encoder, so they ignore ``encoder_name`` and refuse pretrained weights."""
+    if arch in ("fcn32s", "fcn16s", "fcn8s"):
+        factory = {"fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s}[arch]
+        return factory(
+            num_classes=num_classes,
+            encoder_name=encoder_name,
+            encoder_weights=encoder_weights,
+            in_channels=in_channels,
+            **kwargs,
+        )
+    if arch not in ("segnet", "unet_original"):
+        raise ValueError(f"model.arch: {arch!r} is not one of {', '.join(CLASSIC_ARCHS)}")
+    if encoder_weights is not None:
+        raise ValueError(
+            f"model.encoder_weights: {arch} has its own randomly initialised encoder; "
+            f"set encoder_weights: null (got {encoder_weights!r})"
+        )
+    factory = segnet if arch == "segnet" else unet_original
+    return factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+__all__ = [
+    "CLASSIC_ARCHS",
+    "FCN",
+    "SegNet",
+    "UNet",
+    "create_classic_model",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
+    "segnet",
+    "unet_original",
+]

@@ -1,0 +1,124 @@
+"""``seglab explain`` on a briefly trained tiny model, and the heat-map logging callback."""
+
+import lightning as L
+import numpy as np
+import pytest
+from lightning.pytorch.loggers import Logger
+from PIL import Image
+
+from seglab.callbacks import ExplainImages
+from seglab.data import SegmentationDataModule
+from seglab.main import SeglabCLI, main
+from seglab.models import SegmentationModule
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fit")
+    fit = main(["fit", *TINY, "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root)])
+    return fit.trainer.checkpoint_callback.last_model_path
+
+
+def test_explain_writes_non_constant_heat_maps_of_the_image_size(checkpoint, tmp_path):
+    rng = np.random.default_rng(0)
+    image = np.zeros((45, 70, 3), np.uint8)
+    image[10:30, 20:50] = 220
+    image += rng.integers(0, 30, image.shape, dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "scene.png")
+    written = main(
+        [
+            "explain",
+            "--ckpt_path",
+            checkpoint,
+            "--image",
+            str(tmp_path / "scene.png"),
+            "--class",
+            "circle",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert set(written) == {"gradcam", "gradcam_raw", "saliency", "saliency_raw"}
+    for kind in ("gradcam", "saliency"):
+        overlay = np.array(Image.open(written[kind]))
+        heat = np.array(Image.open(written[f"{kind}_raw"]))
+        assert overlay.shape == (45, 70, 3) and heat.shape == (45, 70)
+        assert heat.std() > 0, f"{kind} map is constant"
+
+
+def test_explain_names_the_bad_option(checkpoint, tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    args = ["explain", "--ckpt_path", checkpoint, "--image", str(tmp_path / "a.png")]
+    with pytest.raises(ValueError, match=r"--class: 'zebra'.*circle"):
+        main([*args, "--class", "zebra"])
+    with pytest.raises(ValueError, match=r"--layer: the model has no module 'encoder.nope'"):
+        main([*args, "--class", "circle", "--layer", "encoder.nope"])
+
+
+class ImageLogger(Logger):
+    """A logger with ``log_image``, like ``WandbLogger``."""
+
+    def __init__(self):
+        super().__init__()
+        self.logged = []
+
+    name = "images"
+    version = 0
+
+    def log_image(self, key, images, step=None):
+        self.logged.append((key, images, step))
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def test_callback_logs_heat_maps_through_log_image_every_n_epochs():
+    cli = SeglabCLI(
+        SegmentationModule, SegmentationDataModule, subclass_mode_data=True, args=TINY, run=False
+    )
+    logger = ImageLogger()
+    callback = ExplainImages("circle", num_images=2, every_n_epochs=2)
+    trainer = L.Trainer(
+        max_epochs=4,
+        logger=logger,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(cli.model, cli.datamodule)
+    assert [(key, step) for key, _, step in logger.logged] == [
+        ("explain/gradcam/circle", 4),
+        ("explain/gradcam/circle", 8),
+    ]
+    first, second = logger.logged[0][1], logger.logged[1][1]
+    assert len(first) == 2 and first[0].shape == (64, 64, 3) and first[0].dtype == np.uint8
+    assert not np.array_equal(first[0], second[0])  # the model changed, and so did its heat map
+
+
+def test_callback_writes_png_files_for_loggers_without_images(tmp_path):
+    main(
+        [
+            "fit",
+            *TINY,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.logger",
+            "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+            "--trainer.callbacks+=seglab.callbacks.ExplainImages",
+            "--trainer.callbacks.class_name",
+            "square",
+            "--trainer.callbacks.num_images",
+            "3",
+        ]
+    )
+    files = sorted((tmp_path / "lightning_logs" / "version_0" / "explain").glob("*.png"))
+    assert [f.name for f in files] == [f"gradcam_square_step000002_{i}.png" for i in range(3)]
+    assert np.array(Image.open(files[0])).shape == (64, 64, 3)
