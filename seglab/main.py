@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 from collections.abc import Callable
 
 from lightning.pytorch.cli import LightningCLI
 
+from seglab import check_data
 from seglab.callbacks import BestMetricsTable
+from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
 from seglab.data import SegmentationDataModule
-from seglab.models import SegmentationModule
+from seglab.explain.command import main as explain_main
+from seglab.inference.export import main as export_main
+from seglab.inference.writer import add_prediction_arguments, attach_prediction_writer
+from seglab.models import SegmentationModule, weights
 
 
 class SeglabCLI(LightningCLI):
@@ -20,9 +26,32 @@ class SeglabCLI(LightningCLI):
         parser.link_arguments("model.ignore_index", "data.init_args.ignore_index")
         parser.add_lightning_class_args(BestMetricsTable, "best_metrics")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI pre-reads the checkpoint's hyper-parameters with weights_only=True whatever
+        # the user said; with an explicit --weights_only false the model comes from the config alone.
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("weights_only") is False:
+            return
+        super()._parse_ckpt_path()
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        # LightningCLI calls add_arguments_to_parser without the subcommand; predict-only options here.
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            add_prediction_arguments(parser)
+        return parser
+
+    def before_predict(self) -> None:
+        attach_prediction_writer(self)
+
 
 # Subcommands beyond LightningCLI's; each takes its own argv.
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], object]] = {}
+EXTRA_COMMANDS: dict[str, Callable[[list[str]], object]] = {
+    "weights": weights.main,
+    "check-data": check_data.main,
+    "export": export_main,
+    "explain": explain_main,
+}
 
 
 def main(args: list[str] | None = None) -> SeglabCLI | object:
@@ -30,14 +59,33 @@ def main(args: list[str] | None = None) -> SeglabCLI | object:
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[argv[0]](argv[1:])
-    return SeglabCLI(
-        SegmentationModule,
-        SegmentationDataModule,
-        subclass_mode_data=True,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    try:
+        return SeglabCLI(
+            SegmentationModule,
+            SegmentationDataModule,
+            subclass_mode_data=True,
+            args=argv,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            # Always on, in addition to the config's callbacks: crash-safe writes, RNG in checkpoints.
+            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [ResumeState()]},
+        )
+    except pickle.UnpicklingError as e:
+        raise SystemExit(
+            f"{_option(argv, '--ckpt_path') or 'checkpoint'}: refused to load, it holds objects that need arbitrary unpickling "
+            f"(loaded with weights_only=True). Only if you trust the file, pass --weights_only false.\n"
+            f"torch said: {str(e).splitlines()[0]}"
+        ) from None
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of ``--name value`` or ``--name=value`` in argv."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def entrypoint() -> None:

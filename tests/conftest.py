@@ -12,34 +12,27 @@ REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 
 # A tiny, fast variant of the quickstart: a 2.3 M-parameter timm test encoder, 64 px images.
-TINY = [
-    "--config",
-    str(QUICKSTART),
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--model.encoder_name",
-    "tu-test_resnet",
-    "--model.model_kwargs",
-    "{}",
-    "--data.init_args.image_size",
-    "64",
-    "--data.init_args.crop_size",
-    "64",
-    "--data.init_args.num_train",
-    "4",
-    "--data.init_args.num_val",
-    "3",
-    "--data.init_args.num_test",
-    "3",
-    "--data.init_args.batch_size",
-    "2",
-    "--data.init_args.num_workers",
-    "0",
+# TINY_RUN holds the trainer and model part, for tests that swap in another data module.
+# fmt: off
+TINY_RUN = [
+    "--config", str(QUICKSTART),
+    "--trainer.logger", "false",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--model.encoder_name", "tu-test_resnet",
+    "--model.model_kwargs", "{}",
 ]
+TINY = [
+    *TINY_RUN,
+    "--data.init_args.image_size", "64",
+    "--data.init_args.crop_size", "64",
+    "--data.init_args.num_train", "4",
+    "--data.init_args.num_val", "3",
+    "--data.init_args.num_test", "3",
+    "--data.init_args.batch_size", "2",
+    "--data.init_args.num_workers", "0",
+]
+# fmt: on
 
 
 @pytest.fixture(autouse=True)

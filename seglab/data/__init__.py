@@ -1,13 +1,27 @@
 from seglab.data.datamodule import SegmentationDataModule
-from seglab.data.datasets import FolderDataModule, SegmentationDataset, SyntheticDataModule
+from seglab.data.datasets import (
+    ADE20KDataModule,
+    CamVidDataModule,
+    CityscapesDataModule,
+    FolderDataModule,
+    OxfordPetsDataModule,
+    SegmentationDataset,
+    SyntheticDataModule,
+    VOCDataModule,
+)
 from seglab.data.io import DataError
 from seglab.data.transforms import Augment
 
 __all__ = [
+    "ADE20KDataModule",
     "Augment",
+    "CamVidDataModule",
+    "CityscapesDataModule",
     "DataError",
     "FolderDataModule",
+    "OxfordPetsDataModule",
     "SegmentationDataModule",
     "SegmentationDataset",
     "SyntheticDataModule",
+    "VOCDataModule",
 ]

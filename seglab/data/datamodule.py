@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision import tv_tensors
 
 from seglab.data.dataset import SegmentationDataset
-from seglab.data.io import DataError
+from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
 from seglab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -36,6 +39,9 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
         pin_memory: page-locked batches for faster host-to-device copies.
         persistent_workers: keep loader processes alive between epochs.
+        predict_dir: images to predict instead of the test split: a directory (every image in it) or
+            a ``.txt`` list of image paths or stems, relative to the list's directory. No masks
+            needed; any size (batch size 1).
     """
 
     num_classes: int
@@ -53,6 +59,7 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_index: int = 255,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -66,6 +73,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        self.predict_dir = predict_dir
         self.datasets: dict[str, Dataset] = {}
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
@@ -88,8 +96,10 @@ class SegmentationDataModule(L.LightningDataModule):
             "fit": ("train", "val"),
             "validate": ("val",),
             "test": ("test",),
-            "predict": ("test",),
+            "predict": () if self.predict_dir else ("test",),
         }
+        if stage == "predict" and self.predict_dir and len(self.predict_dataset()) == 0:
+            raise DataError(f"data.predict_dir: no images in {self.predict_dir}")
         for split in splits[stage]:
             if len(self.dataset(split)) == 0:
                 raise DataError(f"the {split} split of {type(self).__name__} is empty")
@@ -120,8 +130,62 @@ class SegmentationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
+    def predict_dataset(self) -> Dataset:
+        """The images of ``predict_dir`` with the evaluation transform, built once."""
+        if "predict" not in self.datasets:
+            transform = eval_transform(self.mean, self.std)
+            self.datasets["predict"] = ImageFolder(list_images(self.predict_dir), transform)
+        return self.datasets["predict"]
+
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        if not self.predict_dir:
+            return self._loader("test", train=False)
+        return DataLoader(
+            self.predict_dataset(),
+            batch_size=1,  # images of any size
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+        )
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """Image files of a directory (sorted) or of a ``.txt`` list (paths or stems, one a line)."""
+    source = Path(source).expanduser()
+    if source.is_dir():
+        return sorted(
+            p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+    if not source.is_file():
+        raise DataError(f"data.predict_dir: {source} is neither a directory nor a list file")
+    paths = []
+    for number, line in enumerate(source.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        path = source.parent / line.strip()
+        candidates = [path] if path.suffix.lower() in IMAGE_EXTENSIONS else []
+        candidates += [path.with_name(path.name + ext) for ext in IMAGE_EXTENSIONS]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DataError(f"{source}:{number}: no image file for {line.strip()!r}")
+        paths.append(found)
+    return paths
+
+
+class ImageFolder(Dataset):
+    """Images without masks, for prediction: ``{"image", "name"}`` with ``name`` the file path."""
+
+    def __init__(self, paths: list[Path], transform: Any = None) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image: Tensor = read_image(self.paths[index])
+        if self.transform is not None:
+            image = self.transform(tv_tensors.Image(image)).as_subclass(Tensor)
+        return {"image": image, "name": str(self.paths[index])}
 
 
 def collate_same_size(samples: list[dict]) -> dict:

@@ -58,3 +58,48 @@ def read_mask(path: str | Path) -> Tensor:
     if array.dtype not in (np.uint8, np.int16, np.uint16, np.int32):
         raise DataError(f"{path}: mask has pixel type {array.dtype}; expected integer class ids")
     return torch.from_numpy(array.astype(np.int64) if array.dtype != np.uint8 else array)
+
+
+def read_rgb_mask(path: str | Path) -> Tensor:
+    """A colour-coded mask as a ``uint8`` tensor ``(H, W, 3)``; palette PNGs give their colours."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            array = np.array(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: mask file not found") from None
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(
+            f"{path}: cannot decode mask (corrupt, truncated or not an image): {e}"
+        ) from None
+    return torch.from_numpy(array)
+
+
+def colors_to_ids(
+    rgb: Tensor,
+    palette: list[tuple[int, int, int]],
+    name: str,
+    ignore_color: tuple[int, int, int] | None = None,
+    ignore_index: int = 255,
+) -> Tensor:
+    """Class ids ``(H, W)`` of an ``(H, W, 3)`` colour mask: colour ``palette[i]`` is class ``i``,
+    ``ignore_color`` is ``ignore_index``; any other colour is an error naming it."""
+    codes = (rgb[..., 0].long() << 16) | (rgb[..., 1].long() << 8) | rgb[..., 2].long()
+    colors = [*palette, *([ignore_color] if ignore_color is not None else [])]
+    keys = torch.tensor([(r << 16) | (g << 8) | b for r, g, b in colors], dtype=torch.long)
+    values = torch.tensor(
+        list(range(len(palette))) + ([ignore_index] if ignore_color is not None else []),
+        dtype=torch.long,
+    )
+    order = torch.argsort(keys)
+    keys, values = keys[order], values[order]
+    pos = torch.searchsorted(keys, codes).clamp_(max=len(keys) - 1)
+    known = keys[pos] == codes
+    if not known.all():
+        unknown = codes[~known].unique()[:5].tolist()
+        shown = ", ".join(str(((c >> 16) & 255, (c >> 8) & 255, c & 255)) for c in unknown)
+        raise DataError(
+            f"{name}: mask has colours not in the palette: {shown} "
+            "(give every colour a class in data.palette, or set data.ignore_color)"
+        )
+    return values[pos]

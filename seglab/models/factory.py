@@ -12,6 +12,13 @@ from typing import Any, Literal
 import segmentation_models_pytorch as smp
 from torch import nn
 
+from seglab.models.classic import CLASSIC_ARCHS, create_classic_model
+from seglab.models.weights import (
+    is_weights_file,
+    load_encoder_weights,
+    named_weights_available,
+)
+
 Arch = Literal[
     "unet",
     "unetplusplus",
@@ -25,8 +32,14 @@ Arch = Literal[
     "upernet",
     "segformer",
     "dpt",
+    # classic architectures, seglab/models/classic/
+    "fcn32s",
+    "fcn16s",
+    "fcn8s",
+    "segnet",
+    "unet_original",
 ]
-SMP_ARCHS: tuple[str, ...] = Arch.__args__
+SMP_ARCHS: tuple[str, ...] = tuple(a for a in Arch.__args__ if a not in CLASSIC_ARCHS)
 
 
 def create_model(
@@ -38,19 +51,32 @@ def create_model(
     **kwargs: Any,
 ) -> nn.Module:
     """An smp model; ``kwargs`` go to the architecture (``encoder_depth``, ``decoder_channels`` ...)."""
+    if arch in CLASSIC_ARCHS:
+        return create_classic_model(
+            arch, encoder_name, encoder_weights, in_channels, num_classes, **kwargs
+        )
     if arch not in SMP_ARCHS:
         raise ValueError(
             f"model.arch: unknown architecture {arch!r}; choose from {', '.join(SMP_ARCHS)}"
         )
     check_encoder_name(encoder_name)
-    return smp.create_model(
-        arch,
-        encoder_name=encoder_name,
-        encoder_weights=encoder_weights,
-        in_channels=in_channels,
-        classes=num_classes,
-        **kwargs,
-    )
+    # A local weights file is loaded after construction; a named set must be cached or downloadable.
+    weights_file = encoder_weights if is_weights_file(encoder_weights) else None
+    named = None if weights_file else encoder_weights
+    if named is not None and encoder_name.startswith("tu-"):
+        named = True  # smp's tu- encoders take a boolean: timm's default pretrained tag
+    with named_weights_available(encoder_name, named):
+        model = smp.create_model(
+            arch,
+            encoder_name=encoder_name,
+            encoder_weights=named,
+            in_channels=in_channels,
+            classes=num_classes,
+            **kwargs,
+        )
+    if weights_file is not None:
+        load_encoder_weights(model.encoder, weights_file)
+    return model
 
 
 def check_encoder_name(encoder_name: str) -> None:

@@ -8,9 +8,11 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from seglab.inference import Inference, predict_logits
 from seglab.losses import CombinedLoss, LossName
 from seglab.metrics import ConfusionMatrix, metric_dict
 from seglab.models.factory import Arch, create_model, output_stride
@@ -44,6 +46,11 @@ class SegmentationModule(L.LightningModule):
         freeze_encoder_epochs: keep the encoder frozen (weights and norm statistics) for this many
             epochs, then fine-tune it.
         model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
+        nonfinite_loss: on a NaN/inf training loss, ``stop`` the run (naming the step and the batch's
+            files; the last good checkpoint stays) or ``skip`` the batch and count it in
+            ``train/skipped_batches``.
+        inference: how validation/test/predict compute logits: whole image or sliding window, with
+            optional test-time augmentation. Not saved in checkpoints: chosen at evaluation time.
     """
 
     def __init__(
@@ -69,9 +76,11 @@ class SegmentationModule(L.LightningModule):
         min_lr_ratio: float = 0.0,
         freeze_encoder_epochs: int = 0,
         model_kwargs: dict[str, Any] | None = None,
+        nonfinite_loss: Literal["stop", "skip"] = "stop",
+        inference: Inference | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["inference"])
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"model.class_names has {len(class_names)} names but num_classes is {num_classes}"
@@ -92,6 +101,9 @@ class SegmentationModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.encoder_frozen = False
+        self.skipped_batches = 0
+        self.inference = inference or Inference()
+        self.predict_probabilities = False  # set by PredictionWriter when it saves probabilities
 
     # --- model -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -124,12 +136,28 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         image, mask = self.unpack_batch(batch)
         loss = self.criterion(self(image), mask)
+        if not torch.isfinite(loss):  # one host sync per step: cheaper than a wasted run
+            return self._nonfinite(loss, batch)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=image.shape[0])
         return loss
 
+    def _nonfinite(self, loss: Tensor, batch: Any) -> None:
+        names = batch.get("name") if isinstance(batch, Mapping) else None
+        where = f"at step {self.global_step} (epoch {self.current_epoch})"
+        files = f"; batch files: {', '.join(map(str, names))}" if names else ""
+        if self.hparams.nonfinite_loss == "stop":
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) {where}{files}. The last checkpoint is "
+                "kept; set model.nonfinite_loss: skip to skip such batches instead."
+            )
+        self.skipped_batches += 1
+        self.log("train/skipped_batches", float(self.skipped_batches))
+        rank_zero_warn(f"skipped a batch with non-finite loss {where}{files}")
+        return None  # Lightning skips backward and the optimizer step
+
     def _eval_step(self, batch: Any, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
         image, mask = self.unpack_batch(batch)
-        logits = self(image)
+        logits = predict_logits(self, image, self.inference)
         mean_loss.update(self.criterion(logits, mask), weight=image.shape[0])
         confmat.update(logits.argmax(1), mask)
 
@@ -143,6 +171,7 @@ class SegmentationModule(L.LightningModule):
         # compute() sums the states of all ranks; every rank then logs the same numbers.
         metrics = metric_dict(confmat.compute(), prefix, self.class_names)
         metrics[f"{prefix}/loss"] = mean_loss.compute()
+        metrics[f"{prefix}/tta_passes"] = float(self.inference.passes)
         self.log(f"{prefix}/mIoU", metrics.pop(f"{prefix}/mIoU"), prog_bar=True)
         self.log_dict(metrics)
         # Reset outside inference mode: states re-created as inference tensors would refuse the
@@ -157,9 +186,14 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_confmat, self.test_loss)
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        """Class ids ``(N, H, W)``; with ``predict_probabilities`` a dict of ``mask`` and ``probs``."""
         image, _ = self.unpack_batch(batch)
-        return self(image).argmax(1)
+        logits = predict_logits(self, image, self.inference)
+        if self.predict_probabilities:
+            probs = logits.float().softmax(1)
+            return {"mask": probs.argmax(1), "probs": probs}
+        return logits.argmax(1)
 
     # --- encoder freezing ----------------------------------------------------------------------
     def set_encoder_frozen(self, frozen: bool) -> None:
@@ -177,6 +211,17 @@ class SegmentationModule(L.LightningModule):
                 if isinstance(module, nn.modules.batchnorm._NormBase):
                     module.eval()
         return self
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint of another model is refused with the option that differs, not with
+        load_state_dict's list of size mismatches."""
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("arch", "encoder_name", "num_classes", "in_channels"):
+            if key in saved and saved[key] != self.hparams[key]:
+                raise ValueError(
+                    f"--ckpt_path: the checkpoint was trained with model.{key}={saved[key]!r}, "
+                    f"but this run has model.{key}={self.hparams[key]!r}"
+                )
 
     def on_fit_start(self) -> None:
         strategy = self.trainer.strategy

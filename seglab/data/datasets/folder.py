@@ -9,6 +9,9 @@ Default layout (both directory templates are configurable, ``{split}`` is replac
 Images and masks are paired by file stem. An optional list file per split (``{split}.txt`` under
 ``root``, one stem per line) selects and orders the samples. An image without a mask or a mask without
 an image is an error, never a silently skipped sample.
+
+Masks hold class ids (single-channel or palette PNGs), or, with ``palette``, RGB colours: the colour
+at ``palette[i]`` is class ``i`` and ``ignore_color`` is ignored; any other colour is an error.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
 from seglab.data.dataset import SegmentationDataset
-from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image, read_mask
+from seglab.data.io import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    colors_to_ids,
+    read_image,
+    read_mask,
+    read_rgb_mask,
+)
 
 
 def _files_by_stem(directory: Path, what: str) -> dict[str, Path]:
@@ -70,16 +80,37 @@ def pair_files(
 
 
 class FolderDataset(SegmentationDataset):
-    def __init__(self, pairs: list[tuple[Path, Path]], num_classes: int, **kwargs) -> None:
+    """``(image, mask)`` file pairs; with ``palette`` the masks are RGB colours mapped to class ids."""
+
+    def __init__(
+        self,
+        pairs: list[tuple[Path, Path]],
+        num_classes: int,
+        palette: list[tuple[int, int, int]] | None = None,
+        ignore_color: tuple[int, int, int] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
         self.pairs = pairs
+        self.palette = palette
+        self.ignore_color = ignore_color
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         image_path, mask_path = self.pairs[index]
-        return read_image(image_path), read_mask(mask_path), str(image_path)
+        if self.palette is None:
+            mask = read_mask(mask_path)
+        else:
+            mask = colors_to_ids(
+                read_rgb_mask(mask_path),
+                self.palette,
+                str(mask_path),
+                self.ignore_color,
+                self.ignore_index,
+            )
+        return read_image(image_path), mask, str(image_path)
 
 
 class FolderDataModule(SegmentationDataModule):
@@ -92,6 +123,8 @@ class FolderDataModule(SegmentationDataModule):
         image_dir: image directory under ``root``; ``{split}`` becomes train/val/test.
         mask_dir: mask directory under ``root``, likewise.
         list_file: optional list of stems per split under ``root``, e.g. ``{split}.txt``.
+        palette: for colour masks, the RGB colour of each class (class ``i`` at index ``i``).
+        ignore_color: for colour masks, the colour of ignored pixels.
         **kwargs: the shared data settings of ``SegmentationDataModule``.
     """
 
@@ -103,6 +136,8 @@ class FolderDataModule(SegmentationDataModule):
         image_dir: str = "{split}/images",
         mask_dir: str = "{split}/masks",
         list_file: str | None = None,
+        palette: list[tuple[int, int, int]] | None = None,
+        ignore_color: tuple[int, int, int] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,6 +151,22 @@ class FolderDataModule(SegmentationDataModule):
         self.num_classes = num_classes
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.image_dir, self.mask_dir, self.list_file = image_dir, mask_dir, list_file
+        if palette is not None:
+            palette = [tuple(c) for c in palette]
+            if len(palette) != num_classes:
+                raise ValueError(
+                    f"data.palette has {len(palette)} colours but data.num_classes is {num_classes}"
+                )
+            if len(set(palette)) != len(palette) or (
+                ignore_color and tuple(ignore_color) in palette
+            ):
+                raise ValueError(
+                    "data.palette: every class (and ignore_color) needs its own colour"
+                )
+        elif ignore_color is not None:
+            raise ValueError("data.ignore_color needs data.palette (colour masks)")
+        self.palette = palette
+        self.ignore_color = tuple(ignore_color) if ignore_color is not None else None
 
     def make_dataset(self, split: Split, transform) -> FolderDataset:
         list_file = self.root / self.list_file.format(split=split) if self.list_file else None
@@ -127,5 +178,10 @@ class FolderDataModule(SegmentationDataModule):
             list_file,
         )
         return FolderDataset(
-            pairs, self.num_classes, ignore_index=self.ignore_index, transform=transform
+            pairs,
+            self.num_classes,
+            self.palette,
+            self.ignore_color,
+            ignore_index=self.ignore_index,
+            transform=transform,
         )
