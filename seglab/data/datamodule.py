@@ -68,7 +68,18 @@ class SegmentationDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
+        if len(self.crop_size) != 2 or min(self.crop_size) < 1:
+            raise ValueError(
+                f"data.crop_size must be a positive int or [height, width], got {crop_size}"
+            )
         self.augment = augment or Augment()
+        low, high = self.augment.scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"data.augment.scale_range must be 0 < low <= high, got {[low, high]}")
+        if not 0 < self.augment.max_class_ratio <= 1:
+            raise ValueError(
+                f"data.augment.max_class_ratio must be in (0, 1], got {self.augment.max_class_ratio}"
+            )
         self.mean, self.std = tuple(mean), tuple(std)
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
