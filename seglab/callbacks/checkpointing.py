@@ -24,6 +24,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -97,13 +98,18 @@ class ResumeState(L.Callback):
         )
         _set_rng_state(state)
 
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.received_sigterm:
-            checkpoint = trainer.checkpoint_callback
-            directory = checkpoint.dirpath if isinstance(checkpoint, ModelCheckpoint) else None
-            directory = directory or os.path.join(trainer.default_root_dir, "checkpoints")
-            path = os.path.join(directory, "last.ckpt")
-            trainer.save_checkpoint(path)
-            rank_zero_info(
-                f"SIGTERM: saved {path} at step {trainer.global_step}; resume with --ckpt_path last"
-            )
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning turns SIGTERM into SIGTERMException at the next batch boundary, in training or
+        # validation alike; every rank gets it, so every rank takes part in the save.
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        checkpoint = trainer.checkpoint_callback
+        directory = checkpoint.dirpath if isinstance(checkpoint, ModelCheckpoint) else None
+        directory = directory or os.path.join(trainer.default_root_dir, "checkpoints")
+        path = os.path.join(directory, "last.ckpt")
+        trainer.save_checkpoint(path)
+        rank_zero_info(
+            f"SIGTERM: saved {path} at step {trainer.global_step}; resume with --ckpt_path last"
+        )
