@@ -35,19 +35,24 @@ def read_image(path: str | Path) -> Tensor:
         ) from None
 
 
-def read_mask(path: str | Path) -> Tensor:
-    """A single-channel mask of class ids as an integer tensor ``(H, W)``; palette PNGs give their
-    indices. Multi-channel masks are refused: colour masks need a palette mapping."""
-    path = Path(path)
+def _decode_mask(path: Path, mode: str | None = None) -> np.ndarray:
+    """The mask's pixels (converted to ``mode`` if given), errors naming the file."""
     try:
         with Image.open(path) as im:
-            array = np.array(im)
+            return np.array(im.convert(mode) if mode else im)
     except FileNotFoundError:
         raise DataError(f"{path}: mask file not found") from None
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(
             f"{path}: cannot decode mask (corrupt, truncated or not an image): {e}"
         ) from None
+
+
+def read_mask(path: str | Path) -> Tensor:
+    """A single-channel mask of class ids as an integer tensor ``(H, W)``; palette PNGs give their
+    indices. Multi-channel masks are refused: colour masks need a palette mapping."""
+    path = Path(path)
+    array = _decode_mask(path)
     if array.ndim != 2:
         raise DataError(
             f"{path}: mask has {array.shape[-1]} channels; masks must be single-channel class ids "
@@ -62,17 +67,7 @@ def read_mask(path: str | Path) -> Tensor:
 
 def read_rgb_mask(path: str | Path) -> Tensor:
     """A colour-coded mask as a ``uint8`` tensor ``(H, W, 3)``; palette PNGs give their colours."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            array = np.array(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: mask file not found") from None
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DataError(
-            f"{path}: cannot decode mask (corrupt, truncated or not an image): {e}"
-        ) from None
-    return torch.from_numpy(array)
+    return torch.from_numpy(_decode_mask(Path(path), mode="RGB"))
 
 
 def colors_to_ids(
