@@ -9,9 +9,9 @@ from collections.abc import Callable
 from lightning.pytorch.cli import LightningCLI
 
 from seglab import check_data
-from seglab.callbacks import BestMetricsTable
+from seglab.callbacks import BestMetricsTable, Throughput
 from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
-from seglab.data import SegmentationDataModule
+from seglab.data import SegmentationDataModule, cache
 from seglab.explain.command import main as explain_main
 from seglab.inference.export import main as export_main
 from seglab.inference.writer import add_prediction_arguments, attach_prediction_writer
@@ -51,6 +51,7 @@ EXTRA_COMMANDS: dict[str, Callable[[list[str]], object]] = {
     "check-data": check_data.main,
     "export": export_main,
     "explain": explain_main,
+    "cache": cache.main,
 }
 
 
@@ -67,8 +68,12 @@ def main(args: list[str] | None = None) -> SeglabCLI | object:
             args=argv,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
-            # Always on, in addition to the config's callbacks: crash-safe writes, RNG in checkpoints.
-            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [ResumeState()]},
+            # Always on, in addition to the config's callbacks: crash-safe writes, RNG in checkpoints,
+            # images/s and data-wait fraction in the logs.
+            trainer_defaults={
+                "plugins": [AtomicCheckpointIO()],
+                "callbacks": [ResumeState(), Throughput()],
+            },
         )
     except pickle.UnpicklingError as e:
         raise SystemExit(

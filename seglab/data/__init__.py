@@ -9,12 +9,14 @@ from seglab.data.datasets import (
     SyntheticDataModule,
     VOCDataModule,
 )
+from seglab.data.device_transforms import BatchAugment
 from seglab.data.io import DataError
 from seglab.data.transforms import Augment
 
 __all__ = [
     "ADE20KDataModule",
     "Augment",
+    "BatchAugment",
     "CamVidDataModule",
     "CityscapesDataModule",
     "DataError",

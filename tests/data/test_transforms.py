@@ -2,8 +2,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
-from seglab.data.transforms import Augment, RandomCropPad, eval_transform, train_transform
+from seglab.data.transforms import (
+    Augment,
+    FusedAugment,
+    RandomCropPad,
+    _hue_shift,
+    _resize_rgb8,
+    eval_transform,
+    train_transform,
+)
 
 IGNORE = 255
 NO_PHOTOMETRIC = dict(brightness=0, contrast=0, saturation=0, hue=0, gamma=(1.0, 1.0), blur_prob=0)
@@ -94,3 +103,88 @@ def test_eval_transform_only_normalises():
     out_image, out_mask = eval_transform(mean=(0.5,) * 3, std=(0.25,) * 3)(image, mask)
     torch.testing.assert_close(out_image, (image.float() / 255 - 0.5) / 0.25)
     assert torch.equal(out_mask, mask)
+
+
+def _jitter_params(order, flip, gamma, sigma):
+    return {
+        "flip": flip,
+        "fn_idx": torch.tensor(order),
+        "brightness_factor": 1.15,
+        "contrast_factor": 0.85,
+        "saturation_factor": 1.2,
+        "hue_factor": -0.03,
+        "gamma": gamma,
+        "sigma": sigma,
+    }
+
+
+@pytest.mark.parametrize(
+    "order, flip, gamma, sigma",
+    [
+        ([0, 1, 2, 3], False, 0.8, None),
+        ([3, 2, 1, 0], True, 1.25, 0.9),
+        ([2, 0, 3, 1], True, None, 1.4),
+    ],
+)
+def test_fused_augment_equals_torchvision_float_ops_within_uint8_rounding(
+    order, flip, gamma, sigma
+):
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (3, 24, 30), dtype=torch.uint8)
+    params = _jitter_params(order, flip, gamma, sigma)
+    fused = FusedAugment(Augment(), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    out = fused.transform(tv_tensors.Image(image), params)
+    x = image.float() / 255
+    x = x.flip(-1) if flip else x
+    ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+    factors = [1.15, 0.85, 1.2, -0.03]
+    for op in order:
+        x = ops[op](x, factors[op])
+    x = TF.adjust_gamma(x, gamma) if gamma is not None else x
+    x = TF.gaussian_blur(x, [5, 5], [sigma, sigma]) if sigma is not None else x
+    expected = TF.normalize(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    # one rounding to uint8 levels before gamma: half a level, times gamma's slope (< 3 here)
+    torch.testing.assert_close(
+        out * torch.tensor([0.2, 0.25, 0.3]).view(3, 1, 1),
+        expected * torch.tensor([0.2, 0.25, 0.3]).view(3, 1, 1),
+        atol=1.5 / 255,
+        rtol=0,
+    )
+    assert out.dtype == torch.float32 and isinstance(out, tv_tensors.Image)
+
+
+def test_fused_augment_flips_the_mask_with_the_image_and_draws_every_op_order():
+    torch.manual_seed(0)
+    image, mask = _pattern()
+    fused = FusedAugment(Augment(), mean=None, std=None)
+    orders, flips = set(), 0
+    for _ in range(200):
+        params = fused.make_params([image, mask])
+        orders.add(tuple(params["fn_idx"].tolist()))
+        flips += params["flip"]
+        assert 0.8 <= params["brightness_factor"] <= 1.2 and abs(params["hue_factor"]) <= 0.02
+        assert 0.8 <= params["gamma"] <= 1.25
+    assert len(orders) == 24 and 70 < flips < 130
+    out_image, out_mask = (
+        fused.transform(image, {**params, "flip": True}),
+        fused.transform(mask, {**params, "flip": True}),
+    )
+    assert torch.equal(out_mask, mask.flip(-1)) and isinstance(out_mask, tv_tensors.Mask)
+    assert out_image.min() >= 0 and out_image.max() <= 1  # mean=None: [0, 1], normalised later
+
+
+@pytest.mark.parametrize("hue", [-0.5, -0.02, 0.0, 0.013, 0.3, 0.5])
+def test_hue_shift_equals_torchvision(hue):
+    torch.manual_seed(0)
+    x = torch.rand(3, 20, 20)
+    x[:, :2] = 0.5  # grey pixels: no chroma
+    x[0, 2:4], x[1, 2:4] = 0.9, 0.9  # ties for the max channel
+    torch.testing.assert_close(
+        _hue_shift(x * 255, hue) / 255, TF.adjust_hue(x, hue), atol=2e-6, rtol=0
+    )
+
+
+def test_channels_last_resize_equals_torchvision_exactly():
+    image = torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8)
+    for size in [(18, 25), (37, 53), (90, 120)]:
+        assert torch.equal(_resize_rgb8(image, *size), TF.resize(image, list(size), antialias=True))

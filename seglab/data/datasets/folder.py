@@ -98,6 +98,12 @@ class FolderDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def source_files(self, index: int) -> list[Path]:
+        return list(self.pairs[index])
+
+    def cache_settings(self) -> dict:
+        return {k: v for k, v in super().cache_settings().items() if k != "pairs"}
+
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         image_path, mask_path = self.pairs[index]
         if self.palette is None:

@@ -94,6 +94,9 @@ class SyntheticDataset(SegmentationDataset):
     def __len__(self) -> int:
         return self.length
 
+    def source_files(self, index: int) -> list:
+        return []  # generated: a cache is keyed by (split, length, size, seed) alone
+
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         g = torch.Generator().manual_seed(self.seed * 7_919 + _SPLIT_OFFSET[self.split] + index)
         image, mask = generate_scene(self.size, g)
