@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
@@ -167,6 +168,7 @@ class SegmentationDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
+            sampler=None if train else self._eval_sampler(split, dataset),
             drop_last=train,  # a batch of one breaks BatchNorm after global pooling (ASPP, PSP)
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -174,6 +176,23 @@ class SegmentationDataModule(L.LightningDataModule):
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=None if train else collate_same_size,
         )
+
+    def _eval_sampler(self, split: Split, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+        """Each rank evaluates ``indices[rank::world_size]``: every sample exactly once.
+
+        Lightning's default ``DistributedSampler`` pads the split with repeated samples so that all
+        ranks run equally many batches, which counts those samples twice in the summed metrics.
+        Uneven batch counts are safe here: evaluation runs without autograd, so DDP exchanges nothing
+        per batch, and the metrics meet only once, when they are computed."""
+        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if not kwargs or kwargs["num_replicas"] == 1:
+            return None
+        if len(dataset) < kwargs["num_replicas"]:
+            raise DataError(
+                f"the {split} split has {len(dataset)} samples, fewer than the "
+                f"{kwargs['num_replicas']} processes evaluating it: every process needs at least one"
+            )
+        return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """With ``augment_on_device``, augments and normalises training batches on the device."""

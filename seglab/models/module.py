@@ -214,7 +214,10 @@ class SegmentationModule(L.LightningModule):
     def _eval_step(self, batch: Any, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
         image, mask = self.unpack_batch(batch)
         logits = predict_logits(self, image, self.inference)
-        mean_loss.update(self.criterion(logits, mask), weight=image.shape[0])
+        # The mean of per-image losses: a batch's loss (Dice, or CE over its labelled pixels) depends
+        # on which images share the batch, which would tie val/loss to batch size and process count.
+        per_image = [self.criterion(lg[None], m[None]) for lg, m in zip(logits, mask, strict=True)]
+        mean_loss.update(torch.stack(per_image))
         confmat.update(logits.argmax(1), mask)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
