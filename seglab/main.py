@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from seglab import check_data
 from seglab.callbacks import BestMetricsTable, Throughput
@@ -15,6 +16,7 @@ from seglab.data import SegmentationDataModule, cache
 from seglab.explain.command import main as explain_main
 from seglab.inference.export import main as export_main
 from seglab.inference.writer import add_prediction_arguments, attach_prediction_writer
+from seglab.loggers import SaveAndLogConfig, offline_without_credentials
 from seglab.models import SegmentationModule, weights
 
 
@@ -44,6 +46,21 @@ class SeglabCLI(LightningCLI):
     def before_predict(self) -> None:
         attach_prediction_writer(self)
 
+    def before_instantiate_classes(self) -> None:
+        # W&B without an API key would prompt or raise inside wandb.init: go offline first.
+        config = self.config.get(str(self.subcommand), self.config)
+        offline_without_credentials(config.get("trainer", {}).get("logger"))
+
+    def _instantiate_trainer(self, config, callbacks):
+        # A `trainer.plugins` list from the config or command line (e.g. SLURMEnvironment) replaces
+        # trainer_defaults' list; keep the crash-safe writer unless the user chose a CheckpointIO.
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        config["plugins"] = plugins
+        return super()._instantiate_trainer(config, callbacks)
+
 
 # Subcommands beyond LightningCLI's; each takes its own argv.
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], object]] = {
@@ -66,14 +83,12 @@ def main(args: list[str] | None = None) -> SeglabCLI | object:
             SegmentationDataModule,
             subclass_mode_data=True,
             args=argv,
+            save_config_callback=SaveAndLogConfig,  # config.yaml, and the config to every logger
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
-            # Always on, in addition to the config's callbacks: crash-safe writes, RNG in checkpoints,
-            # images/s and data-wait fraction in the logs.
-            trainer_defaults={
-                "plugins": [AtomicCheckpointIO()],
-                "callbacks": [ResumeState(), Throughput()],
-            },
+            # Always on, in addition to the config's callbacks: RNG in checkpoints, images/s and
+            # data-wait fraction in the logs (crash-safe writes: added in _instantiate_trainer).
+            trainer_defaults={"callbacks": [ResumeState(), Throughput()]},
         )
     except pickle.UnpicklingError as e:
         raise SystemExit(

@@ -3,15 +3,15 @@ where the model looks as it trains."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image
 
+from seglab.callbacks.images import fixed_validation_samples, log_images, to_uint8
 from seglab.explain.cam import grad_cam, overlay, resolve_layer
+
+__all__ = ["ExplainImages", "to_uint8"]
 
 
 class ExplainImages(L.Callback):
@@ -42,15 +42,7 @@ class ExplainImages(L.Callback):
 
     def _fixed_images(self, trainer: L.Trainer) -> torch.Tensor:
         if self.images is None:
-            loaders = trainer.val_dataloaders
-            loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-            images = []
-            for batch in loader:
-                image = batch["image"] if isinstance(batch, dict) else batch[0]
-                images.extend(image)
-                if len(images) >= self.num_images:
-                    break
-            self.images = torch.stack(images[: self.num_images]).clone()
+            self.images, _ = fixed_validation_samples(trainer, self.num_images)
         return self.images
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -78,32 +70,4 @@ class ExplainImages(L.Callback):
 
     @rank_zero_only
     def _log(self, trainer: L.Trainer, key: str, panels: list[np.ndarray]) -> None:
-        step = trainer.global_step
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key=key, images=list(panels), step=step)
-            elif hasattr(getattr(logger, "experiment", None), "add_image"):
-                for i, panel in enumerate(panels):
-                    logger.experiment.add_image(f"{key}/{i}", panel, step, dataformats="HWC")
-            else:
-                self._write(Path(logger.log_dir or trainer.default_root_dir), key, step, panels)
-        if not trainer.loggers:
-            self._write(Path(trainer.default_root_dir), key, step, panels)
-
-    def _write(self, root: Path, key: str, step: int, panels: list[np.ndarray]) -> None:
-        folder = root / "explain"
-        folder.mkdir(parents=True, exist_ok=True)
-        tag = key.removeprefix("explain/").replace("/", "_")
-        for i, panel in enumerate(panels):
-            Image.fromarray(panel).save(folder / f"{tag}_step{step:06d}_{i}.png")
-
-
-def to_uint8(image: torch.Tensor, datamodule: object) -> np.ndarray:
-    """A normalised ``(3, H, W)`` image back to ``uint8`` ``(H, W, 3)``, with the data module's
-    ``mean``/``std`` when it has them, else by min-max scaling."""
-    mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
-    if mean is not None and std is not None and len(mean) == image.shape[0]:
-        image = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
-    else:
-        image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        log_images(trainer, key, panels)

@@ -115,6 +115,7 @@ class SegmentationModule(L.LightningModule):
         self.test_confmat = ConfusionMatrix(num_classes, ignore_index)
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        self.last_confusion: dict[str, Tensor] = {}  # per prefix, synced over ranks
         self.encoder_frozen = False
         self.skipped_batches = 0
         self.inference = inference or Inference()
@@ -228,7 +229,10 @@ class SegmentationModule(L.LightningModule):
 
     def _log_epoch(self, prefix: str, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
         # compute() sums the states of all ranks; every rank then logs the same numbers.
-        metrics = metric_dict(confmat.compute(), prefix, self.class_names)
+        confusion = confmat.compute()
+        # Kept for callbacks (per-class table, confusion-matrix plot): they run before this hook.
+        self.last_confusion[prefix] = confusion.detach().cpu()
+        metrics = metric_dict(confusion, prefix, self.class_names)
         metrics[f"{prefix}/loss"] = mean_loss.compute()
         metrics[f"{prefix}/tta_passes"] = float(self.inference.passes)
         self.log(f"{prefix}/mIoU", metrics.pop(f"{prefix}/mIoU"), prog_bar=True)

@@ -34,3 +34,14 @@ def test_headline_experiments_state_their_reference_and_log_to_wandb(config):
     assert cfg["trainer"]["max_steps"] > 0
     ckpt = cfg["trainer"]["callbacks"][0]["init_args"]
     assert ckpt["monitor"] == "val/mIoU" and ckpt["mode"] == "max" and ckpt["save_last"]
+    # The scale and throughput settings are spelled out, so a reader sees what to change.
+    assert {
+        "strategy",
+        "sync_batchnorm",
+        "accumulate_grad_batches",
+        "precision",
+        "benchmark",
+    } <= set(cfg["trainer"])
+    assert {"channels_last", "compile"} <= set(cfg["model"])
+    data = cfg["data"]["init_args"]
+    assert {"pin_memory", "persistent_workers", "prefetch_factor", "augment_on_device"} <= set(data)

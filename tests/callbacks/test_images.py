@@ -1,0 +1,81 @@
+"""Prediction overlays and per-class reports with loggers other than W&B: CSV files, TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+
+import lightning as L
+import numpy as np
+import pytest
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from seglab.callbacks import BestModelArtifact, ClassMetricsReport, PredictionImages
+from seglab.callbacks.images import color_overlay
+from seglab.data import SegmentationDataModule
+from seglab.main import SeglabCLI
+from seglab.models import SegmentationModule
+from tests.conftest import TINY
+
+
+def test_overlay_colours_classes_and_leaves_ignored_pixels_alone():
+    image = np.full((2, 2, 3), 100, np.uint8)
+    mask = np.array([[0, 1], [1, 255]])
+    palette = np.array([[0, 0, 0], [200, 0, 0]], np.uint8)
+    out = color_overlay(image, mask, palette, alpha=0.5)
+    assert out[0, 1].tolist() == [150, 50, 50] and out[0, 0].tolist() == [50, 50, 50]
+    assert out[1, 1].tolist() == [100, 100, 100]
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match=r"PredictionImages\.alpha"):
+        PredictionImages(alpha=2.0)
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        PredictionImages(every_n_epochs=0)
+
+
+def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
+    cli = SeglabCLI(
+        SegmentationModule, SegmentationDataModule, subclass_mode_data=True, args=TINY, run=False
+    )
+    csv_logger = CSVLogger(tmp_path, name="csv")
+    tb_logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=[csv_logger, tb_logger],
+        callbacks=[
+            PredictionImages(num_images=2, every_n_epochs=2),
+            ClassMetricsReport(),
+            BestModelArtifact(),  # no W&B logger: does nothing
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(cli.model, cli.datamodule)
+
+    # CSV: panels image | ground truth | prediction, only at epoch 2 (step 4), same 2 images
+    files = sorted((tmp_path / "csv" / "version_0" / "predictions").glob("*.png"))
+    assert [f.name for f in files] == ["val_step000004_0.png", "val_step000004_1.png"]
+    panel = np.array(Image.open(files[0]))
+    assert panel.shape == (64, 3 * 64, 3)
+    assert not np.array_equal(panel[:, 64:128], panel[:, 128:])  # truth and prediction differ
+
+    # per-class CSV of every epoch: one row per class, IoU equal to the logged metric
+    report = tmp_path / "csv" / "version_0" / "per_class"
+    with open(report / "val_epoch001.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["class"] for r in rows] == cli.model.class_names
+    circle = next(r for r in rows if r["class"] == "circle")
+    expected = float(trainer.callback_metrics["val/IoU/circle"])
+    assert circle["IoU"] != "" and float(circle["IoU"]) == pytest.approx(expected, abs=1e-6)
+    with open(report / "val_confusion_epoch001.csv") as f:
+        counts = [list(map(int, row[1:])) for row in list(csv.reader(f))[1:]]
+    assert np.array(counts).sum() == int(cli.model.last_confusion["val"].sum()) > 0
+
+    # TensorBoard: add_image panels and the per-class table as text
+    events = EventAccumulator(str(tb_logger.log_dir), size_guidance={"images": 0}).Reload()
+    assert sorted(events.Tags()["images"]) == ["predictions/val/0", "predictions/val/1"]
+    (image,) = events.Images("predictions/val/0")
+    assert image.step == 4 and (image.height, image.width) == (64, 3 * 64)
+    assert "val/per_class/text_summary" in events.Tags()["tensors"]
