@@ -17,7 +17,10 @@ on both sides alike), so every per-step cost of the loop is inside it: fetching 
 logging, the progress bar. A run's rate is images over the median of its ``steps`` step times
 after ``warmup`` untimed steps (robust to other jobs stalling single steps on a shared machine).
 The two loops alternate ``repeats`` times; the medians over runs are printed as ``name: value
-unit`` lines with the ratio seglab/bare.
+unit`` lines with the ratio seglab/bare, then the model FLOPs of one training image (forward +
+backward of the network, counted by Lightning's ``measure_flops``) and the model FLOP utilisation
+of the seglab rate against the device's peak for the precision (``get_available_flops``; GPUs
+only).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.throughput import get_available_flops, measure_flops
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
@@ -77,6 +81,26 @@ def make_module(args: argparse.Namespace) -> SegmentationModule:
         channels_last=args.channels_last,
         compile=args.compile,
     )
+
+
+def flops_per_image(args: argparse.Namespace) -> int:
+    """Forward + backward FLOPs of the network for one image, counted on the meta device (the loss
+    is left out: a few element-wise passes, nothing next to the convolutions)."""
+    with torch.device("meta"):
+        model = make_module(args).model
+        images = torch.randn(args.batch, 3, args.size, args.size)
+    return measure_flops(model, lambda: model(images), lambda y: y.sum()) // args.batch
+
+
+def model_flops_utilisation(args: argparse.Namespace, images_per_second: float) -> str:
+    """Achieved model FLOP/s over the device's peak for the run's precision ("n/a" without one)."""
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision, "32-true")
+    if dtype == "32-true":
+        dtype = torch.float32
+    peak = get_available_flops(torch.device(args.device), dtype)
+    if not peak:
+        return "n/a (no peak FLOP/s known for this device)"
+    return f"{flops_per_image(args) * images_per_second / peak:.3f}"
 
 
 def images_per_sec(times: list[float], args: argparse.Namespace) -> float:
@@ -204,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"ratio seglab/bare: {result['seglab'] / result['bare']:.3f} x")
     print(f"runs bare: {', '.join(f'{v:.1f}' for v in bare)} images/s")
     print(f"runs seglab: {', '.join(f'{v:.1f}' for v in seglab)} images/s")
+    print(f"model_flops_per_image: {flops_per_image(args) / 1e9:.2f} GFLOP (forward + backward)")
+    print(f"seglab_mfu: {model_flops_utilisation(args, result['seglab'])}")
     return result
 
 
