@@ -82,7 +82,7 @@ def main(args: list[str] | None = None) -> SeglabCLI | object:
             SegmentationModule,
             SegmentationDataModule,
             subclass_mode_data=True,
-            args=argv,
+            args=None if args is None else argv,  # None: LightningCLI reads sys.argv itself
             save_config_callback=SaveAndLogConfig,  # config.yaml, and the config to every logger
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
