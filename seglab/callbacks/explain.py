@@ -38,9 +38,9 @@ class ExplainImages(L.Callback):
             raise ValueError("ExplainImages: num_images and every_n_epochs must be at least 1")
         self.class_name, self.layer = class_name, layer
         self.num_images, self.every_n_epochs = num_images, every_n_epochs
-        self.images: torch.Tensor | None = None
+        self.images: list[torch.Tensor] | None = None
 
-    def _fixed_images(self, trainer: L.Trainer) -> torch.Tensor:
+    def _fixed_images(self, trainer: L.Trainer) -> list[torch.Tensor]:
         if self.images is None:
             self.images, _ = fixed_validation_samples(trainer, self.num_images)
         return self.images
@@ -58,13 +58,21 @@ class ExplainImages(L.Callback):
         pl_module.eval()
         # Validation runs under inference mode; Grad-CAM needs autograd.
         with torch.inference_mode(False):
-            images = self._fixed_images(trainer).clone().to(pl_module.device)
             layer = resolve_layer(pl_module.model, self.layer)
-            cams = grad_cam(pl_module.model, images, target, layer, forward=pl_module)
+            cams = [  # one image at a time: sizes may differ
+                grad_cam(
+                    pl_module.model,
+                    image[None].to(pl_module.device),
+                    target,
+                    layer,
+                    forward=pl_module,
+                )[0]
+                for image in self._fixed_images(trainer)
+            ]
         pl_module.train(was_training)
         panels = [
             overlay(to_uint8(image, trainer.datamodule), cam.cpu().numpy())
-            for image, cam in zip(images.cpu(), cams, strict=True)
+            for image, cam in zip(self._fixed_images(trainer), cams, strict=True)
         ]
         self._log(trainer, f"explain/gradcam/{self.class_name}", panels)
 

@@ -20,9 +20,12 @@ from seglab.inference import predict_logits
 from seglab.inference.writer import default_palette
 
 
-def fixed_validation_samples(trainer: L.Trainer, num_images: int) -> tuple[Tensor, Tensor | None]:
+def fixed_validation_samples(
+    trainer: L.Trainer, num_images: int
+) -> tuple[list[Tensor], list[Tensor] | None]:
     """The first ``num_images`` images (and masks, when the loader has them) of the validation
-    loader: the validation loader does not shuffle, so they are the same images every epoch."""
+    loader: the validation loader does not shuffle, so they are the same images every epoch. Lists,
+    one ``(C, H, W)`` tensor per image: images of many datasets differ in size."""
     loaders = trainer.val_dataloaders
     loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
     images, masks = [], []
@@ -33,14 +36,13 @@ def fixed_validation_samples(trainer: L.Trainer, num_images: int) -> tuple[Tenso
             image, mask = batch[0], (batch[1] if len(batch) > 1 else None)
         images.extend(image)
         if mask is not None:
-            masks.extend(mask)
+            masks.extend(m[0] if m.ndim == 3 else m for m in mask)
         if len(images) >= num_images:
             break
-    image = torch.stack(images[:num_images]).clone()
-    mask = torch.stack(masks[:num_images]).clone() if len(masks) >= len(image) else None
-    if mask is not None and mask.ndim == 4:
-        mask = mask[:, 0]
-    return image, mask
+    images = [image.clone() for image in images[:num_images]]
+    if len(masks) < len(images):
+        return images, None
+    return images, [mask.clone() for mask in masks[: len(images)]]
 
 
 def to_uint8(image: Tensor, datamodule: object) -> np.ndarray:
@@ -118,8 +120,8 @@ class PredictionImages(L.Callback):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"PredictionImages.alpha must be in [0, 1], got {alpha}")
         self.num_images, self.every_n_epochs, self.alpha = num_images, every_n_epochs, alpha
-        self.images: Tensor | None = None
-        self.masks: Tensor | None = None
+        self.images: list[Tensor] | None = None
+        self.masks: list[Tensor] | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -129,10 +131,12 @@ class PredictionImages(L.Callback):
         if self.images is None:
             self.images, self.masks = fixed_validation_samples(trainer, self.num_images)
         settings = getattr(pl_module, "inference", None)
+        preds = []
         with torch.no_grad():
-            logits = predict_logits(pl_module, self.images.to(pl_module.device), settings)
-        preds = logits.argmax(1).cpu().numpy().astype(np.uint8)
-        truths = None if self.masks is None else self.masks.cpu().numpy().astype(np.uint8)
+            for image in self.images:  # one at a time: sizes may differ
+                logits = predict_logits(pl_module, image[None].to(pl_module.device), settings)
+                preds.append(logits[0].argmax(0).cpu().numpy().astype(np.uint8))
+        truths = None if self.masks is None else [m.numpy().astype(np.uint8) for m in self.masks]
         images = [to_uint8(image, trainer.datamodule) for image in self.images]
         names = list(getattr(pl_module, "class_names", None) or range(logits.shape[1]))
         self._log(trainer, pl_module, images, truths, preds, [str(n) for n in names])
@@ -142,8 +146,8 @@ class PredictionImages(L.Callback):
         trainer: L.Trainer,
         pl_module: L.LightningModule,
         images: list[np.ndarray],
-        truths: np.ndarray | None,
-        preds: np.ndarray,
+        truths: list[np.ndarray] | None,
+        preds: list[np.ndarray],
         names: list[str],
     ) -> None:
         key = "predictions/val"

@@ -79,3 +79,38 @@ def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
     (image,) = events.Images("predictions/val/0")
     assert image.step == 4 and (image.height, image.width) == (64, 3 * 64)
     assert "val/per_class/text_summary" in events.Tags()["tensors"]
+
+
+def test_images_of_different_sizes_are_predicted_and_explained_one_by_one(tmp_path):
+    # Pets, VOC and ADE20K images differ in size and are evaluated one at a time (batch size 1).
+    from seglab import FolderDataModule
+    from seglab.callbacks import ExplainImages
+    from tests.conftest import write_folder_dataset
+
+    root = write_folder_dataset(tmp_path / "data", {"train": 4, "val": 1}, size=(40, 48))
+    other = write_folder_dataset(tmp_path / "other", {"val": 1}, size=(56, 32), seed=1)
+    for kind in ("images", "masks"):
+        (other / "val" / kind / "img000.png").rename(root / "val" / kind / "img001.png")
+    datamodule = FolderDataModule(
+        str(root), num_classes=3, crop_size=32, batch_size=2, eval_batch_size=1, num_workers=0
+    )
+    model = SegmentationModule(encoder_name="tu-test_resnet", num_classes=3, encoder_weights=None)
+    model.class_names = datamodule.class_names
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=CSVLogger(tmp_path, name="csv"),
+        callbacks=[
+            PredictionImages(num_images=2),
+            ExplainImages(class_name=datamodule.class_names[1], num_images=2),
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(model, datamodule)
+
+    log_dir = tmp_path / "csv" / "version_0"
+    panels = sorted((log_dir / "predictions").glob("*.png"))
+    assert [np.array(Image.open(p)).shape for p in panels] == [(40, 3 * 48, 3), (56, 3 * 32, 3)]
+    heat_maps = sorted((log_dir / "explain").glob("*.png"))
+    assert [np.array(Image.open(p)).shape[:2] for p in heat_maps] == [(40, 48), (56, 32)]
