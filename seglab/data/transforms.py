@@ -8,11 +8,13 @@ pixels count nowhere.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -271,29 +273,44 @@ BLUR_SIGMA = (0.1, 1.5)
 
 
 def _hue_shift(x: Tensor, hue_factor: float) -> Tensor:
-    """``adjust_hue`` of a float (3, H, W) image in any value scale, in place, in cheap float ops:
-    on CPU, ``max(dim)`` with indices, boolean masks, ``where`` and ``remainder`` each cost 3-20x an
-    add, so the sector of the max channel is selected by ``sign(max - channel)`` (0 exactly where the
-    channel is the max) and the circular distance comes from ``round``. Value and chroma are unchanged
-    by a hue rotation: channel ``c`` becomes ``min + chroma * clamp(2 - |h - 2c|, 0, 1)``, ``h`` the
-    hue in sectors and ``|.|`` the distance on the 6-sector circle."""
+    """``adjust_hue`` of a float (3, H, W) image in any value scale, in place, in cheap float ops.
+
+    Value ``v`` and chroma ``C = v - min`` are unchanged by a hue rotation: channel ``c`` becomes
+    ``min + C * f(h - 2c)``, ``h`` the hue in sectors and ``f`` the 6-periodic trapezoid (1 within
+    1 of 0, 0 within 1 of 3). Everything is kept multiplied by ``C`` (no division): ``H = h * C``.
+    On CPU, ``max(dim)`` with indices, boolean masks, ``where`` and ``remainder`` each cost 3-20x an
+    add, so the sector of the max channel is selected by ``sign(v - channel)`` (0 exactly where the
+    channel is the max; ties: r, then g, as torchvision). ``h`` spans [-1, 5) + shift, where one
+    trapezoid (``clamp(2 - |h - P|, 0, 1)`` or ``clamp(|h - P| - 1, 0, 1)``) is exact for a channel
+    whose peak or valley ``P`` lies in [1, 3] + shift; the channel left over (none when the shift
+    is a whole number of sectors) takes the circular distance ``||k| - 3| - 3|``."""
     r, g, b = x
     v, m = x.amax(0), x.amin(0)
     chroma = v - m
-    not_r = torch.sub(v, r).sign_()  # 0 where r is the max (ties: r, then g, as torchvision)
+    not_r = torch.sub(v, r).sign_()
     not_g = torch.sub(v, g).sign_()
-    # hue * chroma: g - b (r max), b - r + 2 chroma (g max), r - g + 4 chroma (b max)
-    rest = torch.sub(r, g).add_(chroma, alpha=4.0)
-    rest.add_(torch.add(b, g).sub_(r, alpha=2.0).sub_(chroma, alpha=2.0).mul_(not_g.neg_().add_(1)))
-    hc = torch.sub(g, b)
-    hc.add_(rest.sub_(hc).mul_(not_r))
-    h = hc.div_(chroma.clamp(min=1e-6)).add_(6.0 * hue_factor)  # chroma ~0: output ~min anyway
-    offsets = torch.tensor([0.0, 2.0, 4.0], device=x.device).view(3, 1, 1)
-    k = torch.sub(h, offsets, out=x)  # hue relative to each channel's, in [-8, 8]; x is free now
-    # distance on the circle ||k| - 3| - 3| for |k| < 9; in place (a fresh 3-plane temporary costs
-    # page faults worth ten adds)
-    d = k.abs_().sub_(3.0).abs_().sub_(3.0).abs_()
-    return d.neg_().add_(2.0).clamp_(0.0, 1.0).mul_(chroma).add_(m)
+    shift = 6.0 * hue_factor
+    # H: g - b (r max), b - r + 2C (g max), r - g + 4C (b max); then shifted
+    s2 = torch.mul(chroma, 2.0).sub_(g)
+    g_max = torch.add(s2, b, alpha=2.0).sub_(r)  # (b - r + 2C) - (g - b)
+    b_max = torch.add(s2, r, alpha=2.0).sub_(b)  # (r - g + 4C) - (b - r + 2C)
+    hue = torch.add(g, chroma, alpha=shift).sub_(b)
+    hue.addcmul_(g_max.addcmul_(b_max, not_g), not_r)
+    low, high = m, v
+    for c in range(3):
+        out = x[c]  # r, g, b are no longer needed
+        peak = 2 * c + 3 * math.ceil(
+            (1.0 + shift - 2 * c) / 3.0
+        )  # first P >= 1 + shift, = 2c mod 3
+        if peak <= 3.0 + shift and (peak - 2 * c) % 6 == 0:  # a peak: v around it
+            torch.sub(hue, chroma, alpha=peak, out=out).abs_().neg_().add_(chroma, alpha=2.0)
+        elif peak <= 3.0 + shift:  # a valley: min around it
+            torch.sub(hue, chroma, alpha=peak, out=out).abs_().sub_(chroma)
+        else:  # circular distance to the peak at 2c, |h - 2c| < 9
+            torch.sub(hue, chroma, alpha=2 * c, out=out).abs_().sub_(chroma, alpha=3.0).abs_()
+            out.sub_(chroma, alpha=3.0).abs_().neg_().add_(chroma, alpha=2.0)
+        out.add_(m).clamp_(low, high)
+    return x
 
 
 def _blur(x: Tensor, sigma: float) -> Tensor:
@@ -372,15 +389,19 @@ class FusedAugment(v2.Transform):
             )
         if params["flip"]:
             image = image.flip(-1)
-        levels = self._jitter(image, params)  # int32 (C, H, W) in 0..255
-        out = self._table(params["gamma"], image.shape[0], image.device)
-        out = torch.stack(
-            [lut.index_select(0, c.reshape(-1)) for lut, c in zip(out, levels, strict=True)]
-        )
-        out = out.view(image.shape)
+        return tv_tensors.wrap(self.apply(image.float(), params), like=inpt)
+
+    def apply(self, x: Tensor, params: dict[str, Any]) -> Tensor:
+        """The photometric ops and normalisation of a float32 (C, H, W) image at uint8 levels
+        (already flipped; overwritten): what ``transform`` and ``TrainTransform``'s fast path share."""
+        levels = self._jitter_float(x, params)  # int32 (C, H, W) in 0..255
+        table = self._table(params["gamma"], x.shape[0], x.device)
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        for lut, c, o in zip(table, levels, out, strict=True):  # straight into the output
+            torch.index_select(lut, 0, c.view(-1), out=o.view(-1))
         if params["sigma"] is not None:
             out = _blur(out, params["sigma"])
-        return tv_tensors.wrap(out, like=inpt)
+        return out
 
     def _table(self, gamma: float | None, channels: int, device: torch.device) -> Tensor:
         """(C, 256) float32: uint8 level -> (level / 255) ** gamma, normalised."""
@@ -397,33 +418,130 @@ class FusedAugment(v2.Transform):
         return ((x - mean) / std).float().to(device)
 
     @staticmethod
-    def _jitter(image: Tensor, params: dict[str, Any]) -> Tensor:
-        """ColorJitter's four ops in their drawn order on float32 in [0, 255]; int32 levels out."""
+    def _jitter_float(x: Tensor, params: dict[str, Any]) -> Tensor:
+        """ColorJitter's four ops in their drawn order on float32 in [0, 255] (in place); int32
+        levels out."""
         ops = [
             (int(i), params[key])
             for i in params["fn_idx"].tolist()
             for key in [("brightness", "contrast", "saturation", "hue")[i] + "_factor"]
             if params[key] is not None
         ]
-        if not ops:
-            return image.int()
-        x = image.float()
         rgb = x.shape[0] == 3
+        # A blend with factor f <= 1 is a convex combination of values in [0, 255]: no clamp.
+        # ``lerp_`` blends in one pass (x + (1 - f) * (grey - x)).
         for op, f in ops:
             if op == 0:  # brightness: blend with black
-                x.mul_(f).clamp_(0.0, 255.0)
+                x.mul_(f)
+                if f > 1:
+                    x.clamp_(max=255.0)
             elif op == 1:  # contrast: blend with the mean grey level
-                means = x.mean((1, 2), dtype=torch.float64).tolist()
+                means = (x.view(x.shape[0], -1).sum(1) / x[0].numel()).tolist()
                 grey = sum(w * m for w, m in zip(_GRAY, means, strict=True)) if rgb else means[0]
-                x.mul_(f).add_((1.0 - f) * grey).clamp_(0.0, 255.0)
+                x.lerp_(torch.tensor(grey, device=x.device), 1.0 - f)
+                if f > 1:
+                    x.clamp_(0.0, 255.0)
             elif op == 2 and rgb:  # saturation: blend with the grey image
                 grey = (
                     torch.mul(x[0], _GRAY[0]).add_(x[1], alpha=_GRAY[1]).add_(x[2], alpha=_GRAY[2])
                 )
-                x.mul_(f).add_(grey, alpha=1.0 - f).clamp_(0.0, 255.0)
+                x.lerp_(grey.expand_as(x), 1.0 - f)
+                if f > 1:
+                    x.clamp_(0.0, 255.0)
             elif op == 3 and rgb and f != 0:
                 x = _hue_shift(x, f)
         return x.add_(0.5).int()  # in [0.5, 255.5]: truncation rounds to the nearest level
+
+
+def _nearest_index(start: int, stop: int, size: int, first: int, count: int) -> np.ndarray:
+    """Source indices of outputs ``first .. first + count`` when ``[start, stop)`` is resized to
+    ``size`` with nearest neighbour: torch's rule (``floor(i * (float)in / out)``, in float32),
+    so a gather reproduces ``TF.resize(mask, interpolation=NEAREST)`` exactly."""
+    n = stop - start
+    i = np.arange(first, first + count)
+    if size != n:
+        scale = np.float32(n) / np.float32(size)
+        i = np.minimum(np.floor(i.astype(np.float32) * scale).astype(np.int64), n - 1)
+    return i + start
+
+
+class TrainTransform(v2.Compose):
+    """``v2.Compose([RandomScaleCrop | RandomCropPad, FusedAugment])`` with a fast path for the
+    dataset's call, exactly one uint8 RGB ``Image`` and one 2-D ``Mask`` on the CPU: the same
+    random draws in the same order, none of v2's per-call machinery (pytree flattening, wrapping,
+    dispatch: hundreds of Python calls per sample), the mask resized, cropped, padded and
+    flipped by one gather (no nearest-neighbour resize of the region), and the image resized in torch's
+    channels-last uint8 kernel (decoded images are interleaved already) and converted to float32
+    planes in the same copy that crops it. Any other call runs the composed transforms."""
+
+    def __init__(self, geometric: RandomScaleCrop | RandomCropPad, fused: FusedAugment) -> None:
+        super().__init__([geometric, fused])
+
+    def forward(self, *inputs: Any) -> Any:
+        if len(inputs) == 2 and self._fast(*inputs):
+            return self._call_fast(*inputs)
+        return super().forward(*inputs)
+
+    @staticmethod
+    def _fast(image: Any, mask: Any) -> bool:
+        return (
+            type(image) is tv_tensors.Image
+            and type(mask) is tv_tensors.Mask
+            and _is_rgb8(image)
+            and mask.ndim == 2
+            and mask.device.type == "cpu"
+            and not mask.dtype.is_floating_point
+        )
+
+    def _call_fast(
+        self, image: tv_tensors.Image, mask: tv_tensors.Mask
+    ) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        geometric, fused = self.transforms
+        params = geometric.make_params([image, mask])
+        photo = fused.make_params([image, mask])
+        image, mask = image.as_subclass(Tensor), mask.as_subclass(Tensor)
+        if isinstance(geometric, RandomScaleCrop):
+            (y0, y1, rh, oy), (x0, x1, rw, ox) = params["rows"], params["cols"]
+            vh, vw = params["visible"]
+        else:  # RandomCropPad: padding only right/bottom, so a crop of the unpadded image
+            h, w = image.shape[-2:]
+            y0, x0 = params["top"], params["left"]
+            y1, x1 = min(y0 + geometric.size[0], h), min(x0 + geometric.size[1], w)
+            (rh, rw), (oy, ox), (vh, vw) = (y1 - y0, x1 - x0), (0, 0), (y1 - y0, x1 - x0)
+        ch, cw = geometric.size
+        flip = photo["flip"]
+
+        region = image[:, y0:y1, x0:x1]
+        if (rh, rw) != (y1 - y0, x1 - x0):
+            # (1, 3, h, w) channels-last with an unambiguous batch stride: the output stays
+            # channels-last (torchvision's resize_image does the same re-striding).
+            hwc = region.permute(1, 2, 0).contiguous()
+            nchw = hwc.permute(2, 0, 1).unsqueeze(0)
+            nchw = nchw.as_strided(nchw.shape, (nchw.numel(), *nchw.stride()[1:]))
+            region = F.interpolate(
+                nchw, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True
+            )[0]
+        region = region[:, oy : oy + vh, ox : ox + vw]
+        padded = (vh, vw) != (ch, cw)
+        x = (torch.zeros if padded else torch.empty)(3, ch, cw, dtype=torch.float32)
+        x[:, :vh, :vw].copy_(region)  # uint8 -> float32, interleaved -> planar
+        if flip:
+            x = x.flip(-1)
+        out = fused.apply(x, photo)
+
+        rows = _nearest_index(y0, y1, rh, oy, vh)
+        cols = _nearest_index(x0, x1, rw, ox, vw)
+        if flip:
+            cols = cols[::-1]
+        kept = mask.numpy().take(rows, 0).take(cols, 1)
+        if padded:
+            full = np.full((ch, cw), geometric.ignore_index, dtype=kept.dtype)
+            if flip:
+                full[:vh, cw - vw :] = kept
+            else:
+                full[:vh, :vw] = kept
+            kept = full
+        return tv_tensors.Image(out), tv_tensors.Mask(torch.from_numpy(kept))
 
 
 def normalize(
@@ -442,18 +560,12 @@ def train_transform(
     ignore_index: int = 255,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
-) -> v2.Compose:
+) -> TrainTransform:
     """Random scale, crop (padded, class-ratio re-try), then flip, photometric jitter and
-    normalisation fused in one ``FusedAugment``."""
-    steps: list[v2.Transform] = []
-    if tuple(augment.scale_range) != (1.0, 1.0):
-        steps.append(
-            RandomScaleCrop(augment.scale_range, crop_size, ignore_index, augment.max_class_ratio)
-        )
-    else:
-        steps.append(RandomCropPad(crop_size, ignore_index, augment.max_class_ratio))
-    steps.append(FusedAugment(augment, mean, std))
-    return v2.Compose(steps)
+    normalisation fused in one ``FusedAugment``; ``TrainTransform`` runs both without v2's
+    per-call overhead when called with an image and a mask."""
+    geometric = geometric_transform(crop_size, augment, ignore_index).transforms[0]
+    return TrainTransform(geometric, FusedAugment(augment, mean, std))
 
 
 def geometric_transform(

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from seglab.data.transforms import (
@@ -9,6 +10,7 @@ from seglab.data.transforms import (
     FusedAugment,
     RandomCropPad,
     _hue_shift,
+    _nearest_index,
     _resize_rgb8,
     eval_transform,
     train_transform,
@@ -173,12 +175,16 @@ def test_fused_augment_flips_the_mask_with_the_image_and_draws_every_op_order():
     assert out_image.min() >= 0 and out_image.max() <= 1  # mean=None: [0, 1], normalised later
 
 
-@pytest.mark.parametrize("hue", [-0.5, -0.02, 0.0, 0.013, 0.3, 0.5])
+@pytest.mark.parametrize(
+    "hue", [-0.5, -0.45, -0.3, -0.17, -0.02, 0.0, 0.013, 1 / 6, 0.2, 0.3, 1 / 3, 0.41, 0.5]
+)
 def test_hue_shift_equals_torchvision(hue):
     torch.manual_seed(0)
     x = torch.rand(3, 20, 20)
     x[:, :2] = 0.5  # grey pixels: no chroma
     x[0, 2:4], x[1, 2:4] = 0.9, 0.9  # ties for the max channel
+    x[1, 4:6], x[2, 4:6] = 0.8, 0.8
+    x[0, 6:8], x[2, 6:8] = 0.7, 0.7
     torch.testing.assert_close(
         _hue_shift(x * 255, hue) / 255, TF.adjust_hue(x, hue), atol=2e-6, rtol=0
     )
@@ -188,3 +194,34 @@ def test_channels_last_resize_equals_torchvision_exactly():
     image = torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8)
     for size in [(18, 25), (37, 53), (90, 120)]:
         assert torch.equal(_resize_rgb8(image, *size), TF.resize(image, list(size), antialias=True))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_train_transform_fast_path_equals_the_composed_transforms(seed):
+    """Called with an image and a mask, ``train_transform`` skips v2's machinery; the result must be
+    what its own ``transforms`` give through ``v2.Compose`` from the same seed (same draws)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = (int(v) for v in torch.randint(30, 90, (2,), generator=g))
+    image = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g).permute(2, 0, 1)
+    if seed % 3 == 0:
+        image = image.contiguous()  # planar as well as decoded (interleaved) images
+    mask_dtype = torch.uint8 if seed % 2 else torch.int64
+    mask = torch.randint(0, 5, (h, w), generator=g).to(mask_dtype)
+    scale = (1.0, 1.0) if seed % 4 == 0 else (0.5, 2.0)
+    t = train_transform((48, 64), Augment(scale_range=scale, blur_prob=0.5), IGNORE)
+    torch.manual_seed(seed)
+    fast_image, fast_mask = t(tv_tensors.Image(image), tv_tensors.Mask(mask))
+    torch.manual_seed(seed)
+    image_ref, mask_ref = v2.Compose(t.transforms)(tv_tensors.Image(image), tv_tensors.Mask(mask))
+    assert isinstance(fast_image, tv_tensors.Image) and isinstance(fast_mask, tv_tensors.Mask)
+    assert fast_mask.dtype == mask_dtype and torch.equal(fast_mask, mask_ref)
+    torch.testing.assert_close(fast_image, image_ref, atol=1e-6, rtol=0)
+
+
+def test_nearest_index_gathers_what_torchvision_nearest_resize_gives():
+    mask = torch.randint(0, 200, (61, 47), dtype=torch.uint8)
+    for rh, rw in [(61, 47), (122, 94), (100, 33), (17, 150), (30, 23)]:
+        expected = TF.resize(tv_tensors.Mask(mask[5:, 3:]), [rh, rw])
+        rows = _nearest_index(5, 61, rh, 0, rh)
+        cols = _nearest_index(3, 47, rw, 0, rw)
+        assert torch.equal(torch.from_numpy(mask.numpy().take(rows, 0).take(cols, 1)), expected)
