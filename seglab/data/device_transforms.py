@@ -9,9 +9,8 @@ The semantics are those of the CPU path (``seglab.data.transforms.train_transfor
 probabilities, each sample with its own random parameters, the colour jitter ops in a random order per
 sample (as ``v2.ColorJitter`` draws one order per call), masks flipped with their images and otherwise
 untouched. Given the same parameters every op equals torchvision's on a float32 image (to ~1e-6); the
-CPU path runs them on uint8 images and truncates to integers after each jitter op and gamma (about
-0.5/255 darker each, ~2.5/255 with all on). The output distributions match up to that uint8 rounding;
-the float path is, if anything, the more exact one.
+CPU path (``FusedAugment``) runs the same float32 ops but rounds the jittered image to uint8 levels
+once before gamma and normalisation, so the output distributions match up to that rounding.
 
 Random parameters are drawn on the host with torch's default CPU generator (or a given
 ``torch.Generator``): deterministic under ``seed_everything``, and no host-device synchronisation —
