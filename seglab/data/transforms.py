@@ -53,24 +53,6 @@ def _find(flat_inputs: list[Any], kind: type) -> Tensor | None:
     return next((x for x in flat_inputs if isinstance(x, kind)), None)
 
 
-class RandomScale(v2.Transform):
-    """Resizes by one factor drawn uniformly from ``scale_range`` (aspect ratio kept)."""
-
-    def __init__(self, scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
-        super().__init__()
-        self.scale_range = scale_range
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = TF.get_size(_find(flat_inputs, tv_tensors.Image))
-        s = _uniform(*self.scale_range)
-        return {"size": [max(1, round(h * s)), max(1, round(w * s))]}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, tv_tensors.Image | tv_tensors.Mask):
-            return TF.resize(inpt, params["size"], antialias=True)
-        return inpt
-
-
 class RandomCropPad(v2.Transform):
     """Random crop to ``size``, padding first where the input is smaller.
 
@@ -133,8 +115,9 @@ def _resize_rgb8(image: Tensor, height: int, width: int) -> Tensor:
 
 
 class RandomScaleCrop(v2.Transform):
-    """``RandomScale`` then ``RandomCropPad`` in one step that resizes only the source region the
-    crop keeps: the same scale and crop distribution (placement rounded to whole source pixels), at a
+    """A resize by one factor drawn uniformly from ``scale_range`` (aspect ratio kept), then
+    ``RandomCropPad``, in one step that resizes only the source region the crop keeps: the same
+    scale and crop distribution (placement rounded to whole source pixels), at a
     fraction of the cost when the scaled image is much larger than the crop (2x a 1024x2048 image is
     8.4 M pixels for a 0.5 M pixel crop). Image and mask are resized from the same region to the same
     size, so they stay aligned exactly."""
@@ -202,78 +185,13 @@ class RandomScaleCrop(v2.Transform):
         return out
 
 
-def adjust_hue(image: Tensor, hue_factor: float) -> Tensor:
-    """``torchvision``'s ``adjust_hue`` (rotate the HSV hue by ``hue_factor`` turns) in a handful of
-    element-wise ops instead of a full HSV round trip: about 5x faster. Value (max channel) and chroma
-    (max - min) are unchanged by a hue rotation, so only the hue sector is recomputed."""
-    dtype = image.dtype
-    x = image if image.is_floating_point() else TF.to_dtype(image, torch.float32, scale=True)
-    r, g, b = x.unbind(-3)
-    maxc, argmax = x.max(-3)
-    chroma = maxc - x.amin(-3)
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    hue = torch.where(
-        argmax == 0,
-        (g - b) / safe,
-        torch.where(argmax == 1, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
-    )
-    hue = hue + 6.0 * hue_factor
-    offsets = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(3, 1, 1)
-    k = torch.remainder(offsets + hue.unsqueeze(-3), 6.0)
-    out = maxc.unsqueeze(-3) - chroma.unsqueeze(-3) * torch.clamp(torch.minimum(k, 4.0 - k), 0, 1)
-    return out if dtype == out.dtype else TF.to_dtype(out, dtype, scale=True)
-
-
-class ColorJitter(v2.ColorJitter):
-    """``v2.ColorJitter`` (same parameters, same random order of the four adjustments) with the fast
-    ``adjust_hue`` for images; torchvision's hue step costs more than the rest of the augmentation."""
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, tv_tensors.Mask) or not isinstance(inpt, Tensor):
-            return inpt
-        kernels = {
-            0: (TF.adjust_brightness, params["brightness_factor"]),
-            1: (TF.adjust_contrast, params["contrast_factor"]),
-            2: (TF.adjust_saturation, params["saturation_factor"]),
-            3: (adjust_hue, params["hue_factor"]),
-        }
-        output = inpt
-        for fn_id in params["fn_idx"]:
-            kernel, factor = kernels[int(fn_id)]
-            if factor is not None:
-                plain = kernel(output.as_subclass(Tensor), factor)
-                output = tv_tensors.wrap(plain, like=inpt) if type(inpt) is not Tensor else plain
-        return output
-
-
-class RandomGamma(v2.Transform):
-    """Gamma correction of the image with a factor drawn from ``gamma_range``."""
-
-    def __init__(self, gamma_range: tuple[float, float] = (0.8, 1.25)) -> None:
-        super().__init__()
-        self.gamma_range = gamma_range
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        return {"gamma": _uniform(*self.gamma_range)}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not isinstance(inpt, tv_tensors.Image):
-            return inpt
-        if inpt.dtype == torch.uint8 and inpt.device.type == "cpu":
-            # The same uint8 result through a 256-entry table: 4x faster than pow on every pixel.
-            lut = TF.adjust_gamma(torch.arange(256, dtype=torch.uint8), params["gamma"]).numpy()
-            out = np.take(lut, inpt.as_subclass(Tensor).numpy())
-            return tv_tensors.wrap(torch.from_numpy(out), like=inpt)
-        return TF.adjust_gamma(inpt, params["gamma"])
-
-
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 BLUR_KERNEL = 5
 BLUR_SIGMA = (0.1, 1.5)
 
 
 def _hue_shift(x: Tensor, hue_factor: float) -> Tensor:
-    """``adjust_hue`` of a float (3, H, W) image in any value scale, in place, in cheap float ops.
+    """torchvision's ``adjust_hue`` of a float (3, H, W) image in any value scale, in place, in cheap float ops.
 
     Value ``v`` and chroma ``C = v - min`` are unchanged by a hue rotation: channel ``c`` becomes
     ``min + C * f(h - 2c)``, ``h`` the hue in sectors and ``f`` the 6-periodic trapezoid (1 within
@@ -334,7 +252,7 @@ class FusedAugment(v2.Transform):
     """Horizontal flip, colour jitter, gamma, Gaussian blur and normalisation in one transform.
 
     The same random draws as ``RandomHorizontalFlip`` + ``ColorJitter`` (its factor ranges and its
-    random order of the four ops, drawn by ``v2.ColorJitter.make_params`` itself) + ``RandomGamma`` +
+    random order of the four ops, drawn by ``v2.ColorJitter.make_params`` itself) + a gamma drawn uniformly from ``gamma`` +
     ``RandomApply([GaussianBlur(5, (0.1, 1.5))], p=blur_prob)`` + ``ToDtype`` + ``Normalize``, each
     sample independently, but one dispatch instead of seven and no uint8 round trips: the jitter
     runs in float32 (cheap in-place ops), is rounded to uint8 levels once, and gamma and
