@@ -53,11 +53,11 @@ class SegmentationDataset(Dataset):
         return {k: v for k, v in vars(self).items() if k not in ("transform", "cache")}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.cache is not None:
+        if self.cache is not None:  # checked when cached, with these classes and ignore_index
             image, mask, name = self.cache.read(index)
         else:
             image, mask, name = self.load(index)
-        check_sample(image, mask, name, self.num_classes, self.ignore_index)
+            check_sample(image, mask, name, self.num_classes, self.ignore_index)
         if self.ignore_index > 255 and mask.dtype == torch.uint8:
             mask = mask.long()
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)

@@ -96,6 +96,15 @@ def test_changed_file_is_decoded_again_and_the_rest_reused(tmp_path, capsys):
     _assert_cache_matches_decoding(dataset)
 
 
+def test_a_bad_mask_is_refused_by_name_when_the_cache_is_built(tmp_path):
+    # Cached samples are not checked again when read: the check happens once, here.
+    root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 1})
+    bad = root / "train" / "masks" / "img002.png"
+    Image.fromarray(np.full((40, 48), 9, np.uint8)).save(bad)
+    with pytest.raises(DataError, match=r"img002\.png: mask has values \[9\]"):
+        _folder(root, tmp_path / "cache").dataset("train")
+
+
 def test_removed_and_added_files_change_the_cached_samples(tmp_path):
     root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 1})
     assert len(_folder(root, tmp_path / "cache").dataset("train").cache) == 3
