@@ -138,22 +138,19 @@ class SegmentationDataModule(L.LightningDataModule):
         if self.cache_dir is None:
             return
         fn = self.trainer.state.fn if self.trainer is not None else None
-        stage = fn.value if fn is not None else "fit"
-        predict = () if self.predict_dir else ("test",)
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
-        for split in splits.get(stage, predict):
+        for split in self._splits(fn.value if fn is not None else "fit"):
             self.dataset(split)
 
+    def _splits(self, stage: str) -> tuple[Split, ...]:
+        """The splits a stage (``fit``, ``validate``, ``test``, ``predict``) reads."""
+        if stage == "predict":
+            return () if self.predict_dir else ("test",)
+        return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}[stage]
+
     def setup(self, stage: str) -> None:
-        splits = {
-            "fit": ("train", "val"),
-            "validate": ("val",),
-            "test": ("test",),
-            "predict": () if self.predict_dir else ("test",),
-        }
         if stage == "predict" and self.predict_dir and len(self.predict_dataset()) == 0:
             raise DataError(f"data.predict_dir: no images in {self.predict_dir}")
-        for split in splits[stage]:
+        for split in self._splits(stage):
             if len(self.dataset(split)) == 0:
                 raise DataError(f"the {split} split of {type(self).__name__} is empty")
         if stage == "fit" and len(self.dataset("train")) < self.batch_size:
