@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seglab.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
 
@@ -40,6 +42,24 @@ def _in_tmp_dir(tmp_path, monkeypatch):
     """Every test writes its logs, checkpoints and W&B files under its own temporary directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def user_error(args: list[str], capsys, code: int, *fragments: str) -> str:
+    """Runs the ``seglab`` command expecting a user's mistake: exit status ``code``, no traceback,
+    one short message (at most three lines) that contains every fragment. Returns the message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    first = next(i for i, line in enumerate(lines) if ": error: " in line)
+    message = "\n".join(lines[first:])
+    assert len(lines) - first <= 3, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
 
 
 def write_folder_dataset(
