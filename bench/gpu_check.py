@@ -34,14 +34,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import import_module
 from importlib.metadata import version
 from pathlib import Path
 
-import data_loading
 import pytest
-import sliding_window
-import step_overhead
 import torch
+
+import seglab  # noqa: F401  (imported once, here: every forked part shares it)
 
 # Where the ``cuda``-marked tests are: named, since collecting all of tests/ needs packages the
 # GPU machine lacks (wandb, hadolint).
@@ -113,6 +113,13 @@ def cuda_tests(argv: list[str]) -> None:
         raise SystemExit(f"pytest exit status {int(code)}")
 
 
+def bench(entry: str) -> Callable[[list[str]], object]:
+    """``module:function`` of a bench script, imported when its part runs (in the forked
+    process): a bench module that no longer imports fails its part, not the whole check."""
+    module, function = entry.split(":")
+    return lambda argv: getattr(import_module(module), function)(argv)
+
+
 def plan(device: str, quick: bool) -> list[Part]:
     """The parts in the order they run: correctness first, the slowest (compile, one repeat: each
     loop compiles) last. Quick: toy sizes, and compile without code generation (inductor takes
@@ -132,18 +139,19 @@ def plan(device: str, quick: bool) -> list[Part]:
     step, bf16 = on + step, f"{on}{step} --precision bf16-mixed"
     cl = f"{bf16} --channels_last"
     rates = "bare PyTorch vs seglab images/s, ratio, MFU"
+    step_overhead = bench("step_overhead:main")
     parts = [
         ("env", "versions and device", environment, on, 60),
         ("cuda_tests", "pytest -m cuda", cuda_tests, f"-m cuda {' '.join(CUDA_TEST_FILES)}", 180),
-        ("step_unet_fp32", rates, step_overhead.main, step, 90),
-        ("step_unet_bf16", rates, step_overhead.main, bf16, 90),
-        ("step_unet_bf16_cl", rates, step_overhead.main, cl, 90),
-        ("step_segformer_bf16", rates, step_overhead.main, f"{bf16} --arch segformer --encoder mit_b0", 90),
+        ("step_unet_fp32", rates, step_overhead, step, 90),
+        ("step_unet_bf16", rates, step_overhead, bf16, 90),
+        ("step_unet_bf16_cl", rates, step_overhead, cl, 90),
+        ("step_segformer_bf16", rates, step_overhead, f"{bf16} --arch segformer --encoder mit_b0", 90),
         ("sliding_window", "one tile per forward vs batched tiles, Gaussian weighting",
-         sliding_window.main, f"{on}--tile_batch_size 8 --weighting gaussian {slide}", 60),
+         bench("sliding_window:main"), f"{on}--tile_batch_size 8 --weighting gaussian {slide}", 60),
         ("data_path", "loader images/s, CPU vs on-device augmentation; data-wait fraction of training",
-         data_loading.main, on + data, 150),
-        ("step_unet_bf16_cl_compile", rates, step_overhead.main, f"{cl} --compile --repeats 1", 240),
+         bench("data_loading:main"), on + data, 150),
+        ("step_unet_bf16_cl_compile", rates, step_overhead, f"{cl} --compile --repeats 1", 240),
     ]  # fmt: skip
     return [Part(name, about, run, argv.split(), limit) for name, about, run, argv, limit in parts]
 
