@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from seglab import SegmentationModule
 from seglab.inference import sliding_window
 from seglab.losses import build_loss
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import TINY
 
 pytestmark = pytest.mark.cuda
