@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +41,8 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: data loading processes per training process.
         crop_size: training crop, an int or ``[height, width]``.
         augment: training augmentation settings.
-        mean, std: per-channel normalisation of images scaled to [0, 1].
+        mean, std: per-channel normalisation of images scaled to [0, 1]; ImageNet's when not
+            given, or, when a checkpoint is evaluated by the seglab command, the model's.
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
         pin_memory: page-locked batches for faster host-to-device copies.
         persistent_workers: keep loader processes alive between epochs.
@@ -70,8 +72,8 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: int = 2,
         crop_size: int | tuple[int, int] = 512,
         augment: Augment | None = None,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
         ignore_index: int = 255,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -101,7 +103,8 @@ class SegmentationDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"data.augment.max_class_ratio must be in (0, 1], got {self.augment.max_class_ratio}"
             )
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -113,6 +116,19 @@ class SegmentationDataModule(L.LightningDataModule):
         self.augment_on_device = augment_on_device
         self.batch_augment = BatchAugment(self.augment, self.mean, self.std)
         self.datasets: dict[str, Dataset] = {}
+        # Lightning logs these next to the model's hyper-parameters (the W&B config, hparams.yaml)
+        # and keeps them in checkpoints, with or without the seglab command: the class and every
+        # argument of it and its bases, resolved where this class resolves them (augmentation,
+        # normalisation), under one key that cannot clash with the model's.
+        self.save_hyperparameters()
+        given = dict(self.hparams)
+        init_args = {}
+        for key, value in given.items():
+            value = getattr(self, key, value)
+            init_args[key] = asdict(value) if is_dataclass(value) else value
+        class_path = f"{type(self).__module__}.{type(self).__qualname__}"
+        data = {"class_path": class_path, "init_args": init_args}
+        self.save_hyperparameters({"data": data}, ignore=list(given))
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
         raise ConfigError(

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from seglab.data.io import read_image
+from seglab.errors import ConfigError
 
 
 def default_palette(num_classes: int = 256) -> np.ndarray:
@@ -64,13 +65,14 @@ class PredictionWriter(BasePredictionWriter):
         self.overwrite = overwrite
         self.color, self.overlay, self.overlay_alpha = color, overlay, overlay_alpha
         self.probabilities = probabilities
-        self.palette = default_palette() if palette is None else np.asarray(palette, np.uint8)
+        self.palette = None if palette is None else np.asarray(palette, np.uint8)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "predict":
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            if self.probabilities:
-                pl_module.predict_probabilities = True
+            if self.palette is None:  # the model's (its data's) palette, else VOC's colours
+                recorded = getattr(getattr(pl_module, "hparams", {}), "palette", None)
+                self.palette = np.asarray(recorded or default_palette(), np.uint8)
 
     def _target(self, name: str) -> Path:
         path = self.output_dir / name
@@ -94,6 +96,11 @@ class PredictionWriter(BasePredictionWriter):
             masks, probs = prediction["mask"], prediction.get("probs")
         else:
             masks, probs = prediction, None
+        if self.probabilities and probs is None:
+            raise ConfigError(
+                f"PredictionWriter(probabilities={self.probabilities!r}) needs probabilities from "
+                "predict_step: set model.inference.output: probabilities"
+            )
         names = batch["name"] if isinstance(batch, dict) and "name" in batch else None
         for i, mask in enumerate(masks):
             source = names[i] if names is not None else f"{batch_idx:06d}_{i}"
@@ -104,7 +111,7 @@ class PredictionWriter(BasePredictionWriter):
                 names_out["color"] = f"{stem}_color.png"
             if self.overlay:
                 names_out["overlay"] = f"{stem}_overlay.png"
-            if self.probabilities and probs is not None:
+            if self.probabilities:
                 names_out["probs"] = f"{stem}_probs.{self.probabilities}"
             paths = {key: self._target(name) for key, name in names_out.items()}
             ids = mask.to("cpu", torch.int64).numpy()
@@ -137,38 +144,3 @@ class PredictionWriter(BasePredictionWriter):
             torch.save(probs, path)
         else:
             np.save(path, probs.numpy())
-
-
-def add_prediction_arguments(parser: Any) -> None:
-    """``seglab predict`` options that say where and what to write (see ``PredictionWriter``)."""
-    parser.add_argument(
-        "--output_dir", type=str | None, default=None, help="write predictions here, per batch"
-    )
-    parser.add_argument("--overwrite", type=bool, default=False, help="replace existing outputs")
-    parser.add_argument("--save_color", type=bool, default=False, help="also a palette PNG")
-    parser.add_argument("--save_overlay", type=bool, default=False, help="also a blended overlay")
-    parser.add_argument(
-        "--save_probabilities",
-        type=Literal["npy", "pt"] | None,
-        default=None,
-        help="also per-class probabilities (float16)",
-    )
-
-
-def attach_prediction_writer(cli: Any) -> PredictionWriter | None:
-    """Adds a ``PredictionWriter`` to the CLI's trainer when ``--output_dir`` is given, and stops
-    Lightning from also keeping every prediction in memory."""
-    config = cli.config_init["predict"]
-    if not config.get("output_dir"):
-        return None
-    writer = PredictionWriter(
-        config["output_dir"],
-        overwrite=config["overwrite"],
-        color=config["save_color"],
-        overlay=config["save_overlay"],
-        probabilities=config["save_probabilities"],
-    )
-    cli.trainer.callbacks.append(writer)
-    if config.get("return_predictions") is None:
-        config["return_predictions"] = False
-    return writer

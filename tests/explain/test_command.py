@@ -88,8 +88,8 @@ def test_callback_logs_heat_maps_through_log_image_every_n_epochs():
     )
     trainer.fit(cli.model, cli.datamodule)
     assert [(key, step) for key, _, step in logger.logged] == [
-        ("explain/gradcam/circle", 4),
-        ("explain/gradcam/circle", 8),
+        ("explain/gradcam/circle", 3),  # the steps of the validation metrics
+        ("explain/gradcam/circle", 7),
     ]
     first, second = logger.logged[0][1], logger.logged[1][1]
     assert len(first) == 2 and first[0].shape == (64, 64, 3) and first[0].dtype == np.uint8
@@ -115,5 +115,5 @@ def test_callback_writes_png_files_for_loggers_without_images(tmp_path):
         ]
     )
     files = sorted((tmp_path / "lightning_logs" / "version_0" / "explain").glob("*.png"))
-    assert [f.name for f in files] == [f"gradcam_square_step000002_{i}.png" for i in range(3)]
+    assert [f.name for f in files] == [f"gradcam_square_step000001_{i}.png" for i in range(3)]
     assert np.array(Image.open(files[0])).shape == (64, 64, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from seglab.cli import main
@@ -117,3 +118,31 @@ def test_validate_logs_tta_passes_with_sliding_window_metrics(checkpoint):
     metrics = cli.trainer.callback_metrics
     assert float(metrics["val/tta_passes"]) == 4
     assert 0.0 <= float(metrics["val/mIoU"]) <= 1.0
+
+
+def test_predict_from_the_checkpoint_alone_equals_predict_with_the_experiment(tmp_path):
+    """A model trained with its own normalisation: ``seglab predict --ckpt_path`` without the YAML
+    normalises the images as the checkpoint records, exactly as the experiment does."""
+    config = tmp_path / "own_norm.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "class_path": "seglab.SyntheticDataModule",
+                    "init_args": {"mean": [0.2, 0.3, 0.4], "std": [0.5, 0.6, 0.7]},
+                }
+            }
+        )
+    )
+    run = ["--trainer.default_root_dir", str(tmp_path / "run")]
+    fit = main(["fit", *TINY, "--config", str(config), "--trainer.max_steps", "2", *run])
+    ckpt = fit.trainer.checkpoint_callback.last_model_path
+    images = write_images(tmp_path / "images", {"a": (45, 67), "b": (64, 64)})
+    with_yaml = predict(ckpt, images, tmp_path / "with", "--config", str(config))
+    args = ["predict", "--ckpt_path", ckpt, "--data.predict_dir", str(images)]
+    alone = main([*args, "--output_dir", str(tmp_path / "alone")])
+    assert alone.datamodule.mean == (0.2, 0.3, 0.4) and alone.datamodule.std == (0.5, 0.6, 0.7)
+    assert with_yaml.datamodule.mean == alone.datamodule.mean
+    for name in ("a.png", "b.png"):
+        ours = np.array(Image.open(tmp_path / "alone" / name))
+        assert np.array_equal(ours, np.array(Image.open(tmp_path / "with" / name)))
