@@ -16,7 +16,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from seglab.data.datamodule import SegmentationDataModule
-from seglab.data.dataset import check_sample
+from seglab.data.datasets.base import check_sample
 from seglab.data.io import DataError
 
 

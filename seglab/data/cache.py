@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seglab.data.dataset import SegmentationDataset, check_sample
+from seglab.data.datasets.base import SegmentationDataset, check_sample
 from seglab.data.io import DataError
 
 FORMAT = 1

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
 from seglab.data.cache import open_cache
-from seglab.data.dataset import SegmentationDataset
+from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.device_transforms import BatchAugment
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
 from seglab.data.transforms import (

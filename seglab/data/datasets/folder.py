@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.dataset import SegmentationDataset
+from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.io import (
     IMAGE_EXTENSIONS,
     DataError,
