@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from PIL import Image
 from torch import Tensor
 
+from seglab.data.palette import default_palette
 from seglab.inference import predict_logits
-from seglab.inference.writer import default_palette
 
 
 def fixed_validation_samples(

@@ -19,20 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from seglab.data.io import read_image
-
-
-def default_palette(num_classes: int = 256) -> np.ndarray:
-    """``(num_classes, 3)`` uint8 colours, the same on every run: the bit-interleaving palette of
-    PASCAL VOC (class 0 black, then well-separated colours)."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for index in range(num_classes):
-        value, shift = index, 7
-        while value:
-            for channel in range(3):
-                palette[index, channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-            shift -= 1
-    return palette
+from seglab.data.palette import default_palette
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -29,6 +29,7 @@ from seglab.data.datamodule import SegmentationDataModule, Split
 from seglab.data.datasets.folder import FolderDataset
 from seglab.data.download import Resource, download_and_extract
 from seglab.data.io import DataError, read_image, read_mask
+from seglab.data.palette import default_palette
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -58,21 +59,6 @@ SBD_MANUAL = (
     "into VOCdevkit/VOC2012, or extract SBD's benchmark.tgz (http://home.bharathh.info/pubs/codes/SBD/"
     "download.html) into data.root (giving root/benchmark_RELEASE) or point data.sbd_root at it."
 )
-
-
-def voc_palette(n: int = 256) -> list[tuple[int, int, int]]:
-    """VOC's colour map: the bits of the class id spread over the high bits of R, G and B."""
-    palette = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette.append((r, g, b))
-    return palette
 
 
 def read_ids(path: Path) -> list[str]:
@@ -132,7 +118,7 @@ class VOCDataModule(SegmentationDataModule):
         self.download = download
         self.num_classes = len(CLASS_NAMES)
         self.class_names = list(CLASS_NAMES)
-        self.palette = voc_palette(self.num_classes)
+        self.palette = [tuple(colour) for colour in default_palette(self.num_classes).tolist()]
 
     @property
     def voc_dir(self) -> Path:
