@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 from PIL import Image
 
+from seglab.data.exif import ExifOrientation
 from seglab.data.io import read_image
 from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seglab.explain.cam import grad_cam, input_saliency, overlay, resolve_layer
@@ -66,6 +68,13 @@ def main(argv: list[str]) -> dict[str, Path]:
         "(default: encoder, i.e. its last stage)",
     )
     parser.add_argument("--output_dir", default="explain", help="where the PNGs go")
+    parser.add_argument(
+        "--exif_orientation",
+        choices=get_args(ExifOrientation),
+        default="refuse",
+        help="an image with an EXIF orientation: refuse it, use it as displayed (apply) or as "
+        "stored (ignore); as data.exif_orientation in training",
+    )
     parser.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN)
     parser.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD)
     args = parser.parse_args(argv)
@@ -75,7 +84,7 @@ def main(argv: list[str]) -> dict[str, Path]:
         raise FileNotFoundError(f"--ckpt_path: {ckpt} is not a file")
     module = SegmentationModule.load_from_checkpoint(ckpt, map_location="cpu")
     target = class_index(args.cls, module.class_names)
-    image = read_image(args.image)
+    image = read_image(args.image, args.exif_orientation)
     maps = explain_image(module, image, target, args.layer, tuple(args.mean), tuple(args.std))
 
     out = Path(args.output_dir)

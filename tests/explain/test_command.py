@@ -7,10 +7,11 @@ from lightning.pytorch.loggers import Logger
 from PIL import Image
 
 from seglab.callbacks import ExplainImages
-from seglab.data import SegmentationDataModule
+from seglab.data import DataError, SegmentationDataModule
 from seglab.main import SeglabCLI, main
 from seglab.models import SegmentationModule
 from tests.conftest import TINY
+from tests.data.awkward_files import save_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,19 @@ def test_explain_names_the_bad_option(checkpoint, tmp_path):
         main([*args, "--class", "zebra"])
     with pytest.raises(ValueError, match=r"--layer: the model has no module 'encoder.nope'"):
         main([*args, "--class", "circle", "--layer", "encoder.nope"])
+
+
+def test_explain_treats_exif_orientation_as_training_does(checkpoint, tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    save_jpeg(rgb, tmp_path / "phone.jpg", orientation=8)  # viewers show it 64x40 (HxW)
+    args = ["explain", "--ckpt_path", checkpoint, "--image", str(tmp_path / "phone.jpg")]
+    args += ["--class", "circle"]
+    with pytest.raises(DataError, match=r"phone\.jpg: EXIF orientation 8"):
+        main([*args, "--output_dir", str(tmp_path / "refused")])
+    for setting, shape in (("apply", (64, 40)), ("ignore", (40, 64))):
+        out = str(tmp_path / setting)
+        written = main([*args, "--output_dir", out, "--exif_orientation", setting])
+        assert np.array(Image.open(written["gradcam_raw"])).shape == shape
 
 
 class ImageLogger(Logger):

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.datasets.folder import FolderDataset
+from seglab.data.datasets.folder import FolderDataset, unreadable_files
 from seglab.data.download import Resource, download_and_extract
 from seglab.data.io import DataError, read_image, read_mask
 from seglab.data.palette import default_palette
@@ -89,7 +89,7 @@ class VOCDataset(FolderDataset):
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         image_path, mask_path = self.pairs[index]
         mask = read_sbd_mat(mask_path) if mask_path.suffix == ".mat" else read_mask(mask_path)
-        return read_image(image_path), mask, str(image_path)
+        return read_image(image_path, self.exif_orientation), mask, str(image_path)
 
 
 class VOCDataModule(SegmentationDataModule):
@@ -172,12 +172,15 @@ class VOCDataModule(SegmentationDataModule):
                 f"data.root: no VOCdevkit/VOC2012/JPEGImages under {self.root}. {MANUAL}"
             )
         pairs = self.split_pairs(split)
-        missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
-        if missing:
+        problems = unreadable_files(pairs)
+        if problems:
             raise DataError(
-                f"Pascal VOC {split} split: {len(missing)} listed files are missing, "
-                f"e.g. {missing[:3]}. {MANUAL}"
+                *problems, hint=f"(files the Pascal VOC {split} split lists are missing) {MANUAL}"
             )
         return VOCDataset(
-            pairs, self.num_classes, ignore_index=self.ignore_index, transform=transform
+            pairs,
+            self.num_classes,
+            exif_orientation=self.exif_orientation,
+            ignore_index=self.ignore_index,
+            transform=transform,
         )
