@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from seglab.data.io import DataError
+from seglab.inference.writer import PredictionWriter
 from seglab.main import main
 from tests.conftest import TINY
+from tests.data.awkward_files import save_jpeg
 from tests.inference.conftest import write_images
 
 
@@ -116,3 +120,61 @@ def test_validate_logs_tta_passes_with_sliding_window_metrics(checkpoint):
     metrics = cli.trainer.callback_metrics
     assert float(metrics["val/tta_passes"]) == 4
     assert 0.0 <= float(metrics["val/mIoU"]) <= 1.0
+
+
+@pytest.mark.parametrize("overwrite", ["false", "true"])
+def test_inputs_that_would_write_the_same_output_are_refused_before_anything_is_written(
+    checkpoint, tmp_path, overwrite
+):
+    images = write_images(tmp_path / "images", {"a": (45, 67), "b": (40, 40)})
+    Image.open(images / "a.png").save(images / "a.jpg")  # a.png and a.jpg would both write a.png
+    out = tmp_path / "out"
+    with pytest.raises(
+        DataError, match=r"a\.png and \S+a\.jpg would both be written to \S+out/a\.png"
+    ):
+        predict(checkpoint, images, out, "--overwrite", overwrite)
+    assert list(out.iterdir()) == []
+
+
+def test_an_input_named_like_another_inputs_extra_output_is_refused(checkpoint, tmp_path):
+    images = write_images(tmp_path / "images", {"a": (45, 67), "a_color": (40, 40)})
+    out = tmp_path / "out"
+    predict(checkpoint, images, out)  # without colour outputs the names do not meet
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_color.png"]
+    with pytest.raises(DataError, match=r"would both be written to \S+a_color\.png"):
+        predict(checkpoint, images, tmp_path / "out2", "--save_color", "true")
+
+
+def test_overwrite_never_replaces_an_output_of_the_same_run(tmp_path):
+    writer = PredictionWriter(tmp_path / "out", overwrite=True)
+    writer.output_dir.mkdir()
+    first = {"name": ["photos/a.png"]}
+    writer.write_on_batch_end(None, None, torch.zeros(1, 4, 4, dtype=torch.long), None, first, 0, 0)
+    second = {"name": ["other/a.png"]}  # a dataset whose names the up-front check could not see
+    with pytest.raises(DataError, match=r"a\.png: written for photos/a\.png in this run already"):
+        writer.write_on_batch_end(
+            None, None, torch.ones(1, 4, 4, dtype=torch.long), None, second, 1, 0
+        )
+    assert (np.array(Image.open(tmp_path / "out/a.png")) == 0).all()
+
+
+def test_prediction_of_a_rotated_photo_follows_data_exif_orientation(checkpoint, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    save_jpeg(rgb, images / "phone.jpg", orientation=6)  # viewers show it 64x40 (HxW)
+    with pytest.raises(DataError, match=r"phone\.jpg: EXIF orientation 6.*data.exif_orientation"):
+        predict(checkpoint, images, tmp_path / "refused")
+    for setting, shape in (("apply", (64, 40)), ("ignore", (40, 64))):
+        out = tmp_path / setting
+        predict(
+            checkpoint,
+            images,
+            out,
+            "--data.init_args.exif_orientation",
+            setting,
+            "--save_overlay",
+            "true",
+        )
+        assert np.array(Image.open(out / "phone.png")).shape == shape
+        assert np.array(Image.open(out / "phone_overlay.png")).shape == (*shape, 3)
