@@ -153,7 +153,8 @@ def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
                 raw = torch.frombuffer(data, dtype=torch.uint8)
                 image = decode_image(raw, mode=ImageReadMode.RGB)
             else:
-                image = torch.from_numpy(np.array(header.convert("RGB"))).permute(2, 0, 1)
+                pixels = torch.from_numpy(np.array(header.convert("RGB")))
+                image = pixels.permute(2, 0, 1).contiguous()
     except DataError:
         raise
     except UnidentifiedImageError:
@@ -166,7 +167,7 @@ def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
         if exif != "apply":
             raise DataError(orientation_problem(path, orientation))
         return apply_orientation(image, orientation)
-    return image.contiguous()
+    return image
 
 
 def webp_is_lossless(path: Path) -> bool:
