@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -37,7 +37,7 @@ class SplitSource(Protocol):
     num_classes: int
     ignore_index: int
 
-    def make_dataset(self, split: str, transform: None) -> SegmentationDataset: ...
+    def make_dataset(self, split: str, transform: Any) -> SegmentationDataset: ...
 
 
 @dataclass
@@ -89,6 +89,19 @@ def _image_notes(path: Path, exif_setting: str) -> list[tuple[str, str]]:
     return notes
 
 
+def _unread_image_problems(dataset: SegmentationDataset, index: int, known: list[str]) -> list[str]:
+    """The image's own problems when loading a sample stopped before the image was read (at its
+    mask), so that one run reports both files."""
+    image_file = dataset.image_file(index)
+    if image_file is None or any(p.startswith(f"{image_file}:") for p in known):
+        return []
+    try:
+        read_image(image_file, getattr(dataset, "exif_orientation", "refuse"))
+    except DataError as e:
+        return e.problems
+    return []
+
+
 def check_split(
     dataset: SegmentationDataset, report: SplitReport, num_classes: int, ignore_index: int
 ) -> None:
@@ -100,21 +113,14 @@ def check_split(
     for index in range(len(dataset)):
         try:
             image, mask, name = dataset.load(index)
-            mask_file = dataset.mask_file(index)
+        except DataError as e:
+            report.problems += e.problems + _unread_image_problems(dataset, index, e.problems)
+            continue
+        mask_file = dataset.mask_file(index)
+        try:
             check_sample(image, mask, name, num_classes, ignore_index, mask_file)
         except DataError as e:
             report.problems += e.problems
-            image_file = dataset.image_file(index)
-            named = image_file is not None and any(
-                p.startswith(f"{image_file}:") for p in e.problems
-            )
-            if (
-                image_file is not None and not named
-            ):  # the mask stopped the load: is the image right?
-                try:
-                    read_image(image_file, exif_setting)
-                except DataError as image_error:
-                    report.problems += image_error.problems
             continue
         labels = mask[mask != ignore_index].long().flatten()
         report.pixels += torch.bincount(labels, minlength=num_classes)

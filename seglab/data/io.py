@@ -112,23 +112,22 @@ def deep_image_problem(path: Path | str, depth: str) -> str:
 
 
 def check_image_mode(path: Path | str, image: Image.Image) -> None:
-    """Refuses an opened image whose PIL mode has no rule to become 8-bit RGB (see
-    ``CONVERSIONS``), or that has more than 8 bits per channel."""
+    """Refuses an opened image that has more than 8 bits per channel, or whose PIL mode has no rule
+    to become 8-bit RGB (see ``CONVERSIONS``)."""
     mode = image.mode
     bits = image.tag_v2.get(258, 8) if image.format == "TIFF" else 8  # TIFF BitsPerSample
     bits = max(bits) if isinstance(bits, tuple) else int(bits)
-    if mode in CONVERSIONS and bits > 8:  # PIL opens 16-bit RGB TIFFs as 8-bit RGB, truncated
-        raise DataError(deep_image_problem(path, f"{bits} bits per channel"))
-    if mode in CONVERSIONS:
-        return
-    if mode.startswith("I;16"):
-        raise DataError(deep_image_problem(path, f"16 bits per channel (PIL mode {mode})"))
     if mode in ("I", "F"):
         kind = "32-bit float" if mode == "F" else "32-bit integer"
         raise DataError(deep_image_problem(path, f"{kind} pixels (PIL mode {mode})"))
-    raise DataError(
-        f"{path}: image is in PIL mode {mode}, which seglab does not convert; save it as 8-bit RGB"
-    )
+    if mode.startswith("I;16") or bits > 8:  # PIL opens 16-bit RGB TIFFs as RGB, truncated
+        depth = bits if bits > 8 else 16
+        raise DataError(deep_image_problem(path, f"{depth} bits per channel (PIL mode {mode})"))
+    if mode not in CONVERSIONS:
+        raise DataError(
+            f"{path}: image is in PIL mode {mode}, which seglab does not convert; save it as "
+            "8-bit RGB"
+        )
 
 
 def orientation_problem(path: Path | str, orientation: int) -> str:

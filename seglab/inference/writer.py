@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch import Tensor
 
+from seglab.data.exif import ExifOrientation
 from seglab.data.io import DataError, read_image
 from seglab.data.palette import default_palette
 
@@ -58,7 +59,7 @@ class PredictionWriter(BasePredictionWriter):
         self.color, self.overlay, self.overlay_alpha = color, overlay, overlay_alpha
         self.probabilities = probabilities
         self.palette = default_palette() if palette is None else np.asarray(palette, np.uint8)
-        self.exif_orientation = "refuse"
+        self.exif_orientation: ExifOrientation = "refuse"  # the data module's, on predict start
         self.written: dict[Path, str] = {}  # output file -> the input it was written for
 
     def output_names(self, source: str) -> dict[str, str]:
@@ -108,9 +109,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def _target(self, name: str, source: str) -> Path:
         path = self.output_dir / name
-        if (
-            path in self.written
-        ):  # inputs the up-front check could not name (datasets without files)
+        # Inputs the up-front check could not name (datasets without files) are caught here.
+        if path in self.written:
             raise DataError(
                 f"{path}: written for {self.written[path]} in this run already; {source} would "
                 "replace it. Rename one of them"

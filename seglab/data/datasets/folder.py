@@ -46,9 +46,7 @@ def _files_by_stem(directory: Path, what: str) -> tuple[dict[str, Path], list[st
     for path in sorted(directory.iterdir()):
         if path.name.startswith(".") or path.is_dir():
             continue
-        if (
-            not path.is_file()
-        ):  # a broken link; its stem still counts, so its partner is not orphaned
+        if not path.is_file():  # a broken link: its stem still counts, its partner is no orphan
             problems.append(file_problem(path, what) or f"{path}: not a regular file")
         elif path.suffix.lower() not in IMAGE_EXTENSIONS:
             problems.append(
