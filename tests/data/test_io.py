@@ -4,7 +4,7 @@ must be stored losslessly, whatever their file name says."""
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 from seglab.data.io import DataError, read_image, read_mask, read_rgb_mask, webp_is_lossless
 from tests.data.awkward_files import broken_link, save_jpeg, save_png16, shapes_mask
@@ -125,3 +125,11 @@ def test_webp_lossless_is_told_from_the_file_not_the_name(tmp_path):
     assert webp_is_lossless(tmp_path / "a.webp")
     assert not webp_is_lossless(tmp_path / "b.webp")  # extended format with alpha, lossy colour
     assert not webp_is_lossless(tmp_path / "c.png")
+
+
+def test_a_mask_with_an_exif_orientation_is_refused_masks_are_used_as_stored(tmp_path):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(MASK).save(tmp_path / "m.png", exif=exif)
+    with pytest.raises(DataError, match=r"m\.png: mask has EXIF orientation 6 .*used as stored"):
+        read_mask(tmp_path / "m.png")
