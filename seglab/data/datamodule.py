@@ -25,6 +25,7 @@ from seglab.data.transforms import (
     geometric_transform,
     train_transform,
 )
+from seglab.errors import ConfigError
 
 Split = Literal["train", "val", "test"]
 
@@ -87,21 +88,23 @@ class SegmentationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
         if len(self.crop_size) != 2 or min(self.crop_size) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.crop_size must be a positive int or [height, width], got {crop_size}"
             )
         self.augment = augment or Augment()
         low, high = self.augment.scale_range
         if not 0 < low <= high:
-            raise ValueError(f"data.augment.scale_range must be 0 < low <= high, got {[low, high]}")
+            raise ConfigError(
+                f"data.augment.scale_range must be 0 < low <= high, got {[low, high]}"
+            )
         if not 0 < self.augment.max_class_ratio <= 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.augment.max_class_ratio must be in (0, 1], got {self.augment.max_class_ratio}"
             )
         self.mean, self.std = tuple(mean), tuple(std)
@@ -109,7 +112,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         if prefetch_factor < 1:
-            raise ValueError(f"data.prefetch_factor must be at least 1, got {prefetch_factor}")
+            raise ConfigError(f"data.prefetch_factor must be at least 1, got {prefetch_factor}")
         self.prefetch_factor = prefetch_factor
         self.predict_dir = predict_dir
         self.cache_dir = cache_dir
@@ -119,7 +122,11 @@ class SegmentationDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
-        raise NotImplementedError
+        raise ConfigError(
+            f"data: {type(self).__name__} has no {split} split of its own; give a data module "
+            "(--config, or --data seglab.FolderDataModule --data.root DIR ...), or predict a "
+            "folder with --data.predict_dir"
+        )
 
     def dataset(self, split: Split) -> Dataset:
         """The split's dataset with its transforms, built once."""

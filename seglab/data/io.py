@@ -33,6 +33,7 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
 from seglab.data.exif import ORIENTATIONS, ExifOrientation, apply_orientation, exif_orientation
+from seglab.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Formats torchvision decodes (faster than PIL); PIL reads the header of every file and decodes the rest.
@@ -53,22 +54,6 @@ CONVERSIONS = {
 # Mask formats that store pixel values exactly (WebP only in its lossless variant, TIFF unless
 # JPEG-compressed).
 LOSSLESS_MASK_FORMATS = ("PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
-MAX_SHOWN = 5
-
-
-class DataError(ValueError):
-    """Samples that cannot be used. Each of ``problems`` names one file (or split, or option) and what
-    is wrong with it; the message shows the first few, then ``hint`` (what to do about all of them)."""
-
-    def __init__(self, *problems: str, hint: str = "") -> None:
-        self.problems = list(problems)
-        self.hint = hint
-        lines = self.problems[:MAX_SHOWN]
-        if len(self.problems) > MAX_SHOWN:
-            lines.append(
-                f"... and {len(self.problems) - MAX_SHOWN} more (seglab check-data lists them all)"
-            )
-        super().__init__("\n".join([*lines, *([hint] if hint else [])]))
 
 
 class SplitNotFound(DataError):

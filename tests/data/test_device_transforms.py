@@ -9,9 +9,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from seglab.cli import main
 from seglab.data import BatchAugment, SyntheticDataModule
 from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augment, normalize, photometric
-from seglab.main import main
 from seglab.models.module import SegmentationModule
 from tests.conftest import TINY
 
