@@ -18,8 +18,8 @@ from torch import Tensor
 
 from seglab.compat import metrics_step
 from seglab.data.batch import unpack_batch
+from seglab.data.palette import default_palette
 from seglab.inference import predict_logits
-from seglab.inference.writer import default_palette
 
 
 def fixed_validation_samples(

@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
 from seglab.data.cache import open_cache
-from seglab.data.dataset import SegmentationDataset
+from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.device_transforms import BatchAugment
-from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
+from seglab.data.exif import ExifOrientation
+from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
 from seglab.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -60,6 +61,10 @@ class SegmentationDataModule(L.LightningDataModule):
             ``on_after_batch_transfer`` (``seglab.data.device_transforms.BatchAugment``: the CPU
             path's distributions, each sample its own parameters). For when CPU workers starve the
             accelerator. Validation, test and predict batches are normalised on the CPU as always.
+        exif_orientation: what to do with an image whose EXIF orientation is not 1 (a photo viewers
+            show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image as
+            displayed: masks were drawn, and predictions are written, on the displayed image) or
+            ``ignore`` (use the stored pixels). The same for every split and for predict.
     """
 
     num_classes: int
@@ -81,6 +86,7 @@ class SegmentationDataModule(L.LightningDataModule):
         predict_dir: str | None = None,
         cache_dir: str | None = None,
         augment_on_device: bool = False,
+        exif_orientation: ExifOrientation = "refuse",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -114,6 +120,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.predict_dir = predict_dir
         self.cache_dir = cache_dir
         self.augment_on_device = augment_on_device
+        self.exif_orientation = exif_orientation
         self.batch_augment = BatchAugment(self.augment, self.mean, self.std)
         self.datasets: dict[str, Dataset] = {}
         # Lightning logs these next to the model's hyper-parameters (the W&B config, hparams.yaml)
@@ -149,6 +156,8 @@ class SegmentationDataModule(L.LightningDataModule):
             else:
                 transform = eval_transform(self.mean, self.std)
             dataset = self.make_dataset(split, transform)
+            if getattr(dataset, "problems", None):  # files that cannot be samples: never skipped
+                raise DataError(*dataset.problems)
             if self.cache_dir is not None:
                 dataset.cache = open_cache(dataset, self.cache_dir, split)
             self.datasets[split] = dataset
@@ -234,7 +243,9 @@ class SegmentationDataModule(L.LightningDataModule):
         """The images of ``predict_dir`` with the evaluation transform, built once."""
         if "predict" not in self.datasets:
             transform = eval_transform(self.mean, self.std)
-            self.datasets["predict"] = ImageFolder(list_images(self.predict_dir), transform)
+            self.datasets["predict"] = ImageFolder(
+                list_images(self.predict_dir), transform, self.exif_orientation
+            )
         return self.datasets["predict"]
 
     def predict_dataloader(self) -> DataLoader:
@@ -249,12 +260,15 @@ class SegmentationDataModule(L.LightningDataModule):
 
 
 def list_images(source: str | Path) -> list[Path]:
-    """Image files of a directory (sorted) or of a ``.txt`` list (paths or stems, one a line)."""
+    """Image files of a directory (sorted; files of other types are passed over, a broken link with
+    an image extension is an error) or of a ``.txt`` list (paths or stems, one a line)."""
     source = Path(source).expanduser()
     if source.is_dir():
-        return sorted(
-            p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        broken = [file_problem(p, "image") for p in paths if p.is_symlink() and not p.exists()]
+        if broken:
+            raise DataError(*broken)
+        return [p for p in paths if p.is_file()]
     if not source.is_file():
         raise DataError(f"data.predict_dir: {source} is neither a directory nor a list file")
     paths = []
@@ -274,15 +288,21 @@ def list_images(source: str | Path) -> list[Path]:
 class ImageFolder(Dataset):
     """Images without masks, for prediction: ``{"image", "name"}`` with ``name`` the file path."""
 
-    def __init__(self, paths: list[Path], transform: Any = None) -> None:
+    def __init__(
+        self, paths: list[Path], transform: Any = None, exif_orientation: ExifOrientation = "refuse"
+    ) -> None:
         self.paths = list(paths)
         self.transform = transform
+        self.exif_orientation = exif_orientation
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def image_file(self, index: int) -> Path:
+        return self.paths[index]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image: Tensor = read_image(self.paths[index])
+        image: Tensor = read_image(self.paths[index], self.exif_orientation)
         if self.transform is not None:
             image = self.transform(tv_tensors.Image(image)).as_subclass(Tensor)
         return {"image": image, "name": str(self.paths[index])}

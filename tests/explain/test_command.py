@@ -9,6 +9,7 @@ from PIL import Image
 from seglab.callbacks import ExplainImages
 from seglab.cli import SeglabCLI, main
 from tests.conftest import TINY, user_error
+from tests.data.awkward_files import save_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,19 @@ def test_explain_names_the_bad_option(checkpoint, tmp_path, capsys):
     user_error([*args, "--class", "zebra"], capsys, 2, "--class: 'zebra'", "circle")
     layer = [*args, "--class", "circle", "--layer", "encoder.nope"]
     user_error(layer, capsys, 2, "--layer: the model has no module 'encoder.nope'")
+
+
+def test_explain_treats_exif_orientation_as_training_does(checkpoint, tmp_path, capsys):
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    save_jpeg(rgb, tmp_path / "phone.jpg", orientation=8)  # viewers show it 64x40 (HxW)
+    args = ["explain", "--ckpt_path", checkpoint, "--image", str(tmp_path / "phone.jpg")]
+    args += ["--class", "circle"]
+    refused = [*args, "--output_dir", str(tmp_path / "refused")]
+    user_error(refused, capsys, 1, "phone.jpg: EXIF orientation 8", "data.exif_orientation")
+    for setting, shape in (("apply", (64, 40)), ("ignore", (40, 64))):
+        out = str(tmp_path / setting)
+        command = main([*args, "--output_dir", out, "--data.exif_orientation", setting])
+        assert np.array(Image.open(command.written["gradcam_raw"])).shape == shape
 
 
 class ImageLogger(Logger):
