@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,7 +19,8 @@ from torchmetrics import MeanMetric
 from seglab.data.batch import unpack_batch
 from seglab.errors import ConfigError
 from seglab.inference import Inference, predict_logits
-from seglab.losses import CombinedLoss, LossName
+from seglab.data.stats import class_pixel_counts
+from seglab.losses import CombinedLoss, LossName, WeightRule, class_weights_from_counts
 from seglab.metrics import ConfusionMatrix, metric_dict
 from seglab.models.evaluation import real_samples
 from seglab.models.factory import Arch, create_model, output_stride
@@ -40,8 +42,14 @@ class SegmentationModule(L.LightningModule):
         num_classes: number of classes (the ``seglab`` command takes it from the data module).
         class_names: one name per class, used in metric names (``val/IoU/<name>``).
         in_channels: number of input channels.
-        loss: a loss name or a weighted sum such as ``{ce: 1.0, dice: 0.5}``.
-        class_weights: per-class weights of the cross-entropy loss.
+        loss: a loss name or a weighted sum such as ``{ce: 1.0, dice: 0.5}``; ``ohem`` is the
+            cross-entropy over the hard pixels only (``ohem_threshold``, ``ohem_min_kept``).
+        class_weights: per-class weights of the cross-entropy losses: a list, or a rule computed
+            once from the training split's masks when fit starts (ignored pixels left out) and
+            recorded as that list: ``median_frequency`` (SegNet's CamVid recipe) or
+            ``inverse_frequency`` (capped at ``class_weight_cap``). See
+            ``seglab.losses.class_weights_from_counts``.
+        class_weight_cap: the largest weight ``inverse_frequency`` gives.
         label_smoothing: label smoothing of the cross-entropy loss.
         ignore_index: mask value ignored by the losses and the metrics.
         optimizer: optimizer for all parameter groups.
@@ -51,6 +59,8 @@ class SegmentationModule(L.LightningModule):
         momentum: momentum of SGD (beta1 for Adam/AdamW is left at its default).
         scheduler: learning-rate decay, stepped every optimizer step.
         warmup_steps: optimizer steps of linear warm-up before the decay.
+        warmup_ratio: the warm-up as a share of the run's optimizer steps instead (``0.03``: the
+            first 3%), so a recipe shortened with ``max_steps`` keeps its proportions.
         poly_power: exponent of the poly schedule.
         min_lr_ratio: the schedule decays to ``lr * min_lr_ratio``.
         model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
@@ -77,7 +87,10 @@ class SegmentationModule(L.LightningModule):
         class_names: list[str] | None = None,
         in_channels: int = 3,
         loss: LossName | dict[LossName, float] = "ce",
-        class_weights: list[float] | None = None,
+        class_weights: list[float] | WeightRule | None = None,
+        class_weight_cap: float = 10.0,
+        ohem_threshold: float = 0.7,
+        ohem_min_kept: int = 100_000,
         label_smoothing: float = 0.0,
         ignore_index: int = 255,
         optimizer: OptimizerName = "adamw",
@@ -87,6 +100,7 @@ class SegmentationModule(L.LightningModule):
         momentum: float = 0.9,
         scheduler: ScheduleName = "poly",
         warmup_steps: int = 0,
+        warmup_ratio: float | None = None,
         poly_power: float = 0.9,
         min_lr_ratio: float = 0.0,
         model_kwargs: dict[str, Any] | None = None,
@@ -103,8 +117,7 @@ class SegmentationModule(L.LightningModule):
             arch, encoder_name, encoder_weights, in_channels, num_classes, **(model_kwargs or {})
         )
         self.size_divisor = output_stride(self.model)
-        weights = {loss: 1.0} if isinstance(loss, str) else dict(loss)
-        self.criterion = CombinedLoss(weights, ignore_index, class_weights, label_smoothing)
+        self.criterion = self.build_criterion()
         self.val_confmat = ConfusionMatrix(num_classes, ignore_index)
         self.test_confmat = ConfusionMatrix(num_classes, ignore_index)
         self.val_loss = MeanMetric()
@@ -237,11 +250,46 @@ class SegmentationModule(L.LightningModule):
             return {"mask": probs.argmax(1), "probs": probs}
         return logits.argmax(1)
 
+    def build_criterion(self) -> CombinedLoss:
+        """The loss of the current settings (class weights given as a rule count as none until
+        they are computed from the data)."""
+        hp = self.hparams
+        weights = {hp.loss: 1.0} if isinstance(hp.loss, str) else dict(hp.loss)
+        class_weights = None if isinstance(hp.class_weights, str) else hp.class_weights
+        ohem = (hp.ohem_threshold, hp.ohem_min_kept)
+        return CombinedLoss(weights, hp.ignore_index, class_weights, hp.label_smoothing, ohem)
+
     # --- what the data says --------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if datamodule is not None:
             self.adopt_data_settings(datamodule)
+        if stage == "fit" and isinstance(self.hparams.class_weights, str):
+            self.compute_class_weights(datamodule)
+
+    def compute_class_weights(self, datamodule: object) -> None:
+        """Turns a ``class_weights`` rule into numbers from the training masks (on one process,
+        sent to the others), records them in the hyper-parameters (so checkpoints and resumed runs
+        use these very numbers) and logs them."""
+        rule = self.hparams.class_weights
+        train = getattr(datamodule, "train_dataset", None)
+        if train is None:
+            raise ConfigError(
+                f"model.class_weights: {rule} counts the training masks of a seglab data module; "
+                f"{type(datamodule).__name__} is not one: give the weights as a list"
+            )
+        weights = None
+        if self.trainer.is_global_zero:
+            counts = class_pixel_counts(train())
+            weights = class_weights_from_counts(counts, rule, self.hparams.class_weight_cap)
+        weights = self.trainer.strategy.broadcast(weights, src=0)
+        self.hparams.class_weights = weights
+        self.criterion = self.build_criterion()
+        table = {f"class_weight/{n}": w for n, w in zip(self.class_names, weights, strict=True)}
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams(table)
+        shown = ", ".join(f"{n} {w:.3g}" for n, w in zip(self.class_names, weights, strict=True))
+        rank_zero_info(f"model.class_weights ({rule}): {shown}")
 
     def adopt_data_settings(self, data: object) -> None:
         """Records the data's normalisation and palette (when the model has none yet) and refuses
@@ -284,7 +332,8 @@ class SegmentationModule(L.LightningModule):
         groups = param_groups(self, hp.lr, hp.backbone_lr_mult, hp.weight_decay)
         optimizer = build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum)
         total = int(self.trainer.estimated_stepping_batches)
-        factor = lr_factor(hp.scheduler, total, hp.warmup_steps, hp.poly_power, hp.min_lr_ratio)
+        warmup = hp.warmup_steps if hp.warmup_ratio is None else round(hp.warmup_ratio * total)
+        factor = lr_factor(hp.scheduler, total, warmup, hp.poly_power, hp.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,
@@ -306,12 +355,23 @@ def check_settings(hp: Any) -> None:
         )
     if n < 1:
         raise ConfigError(f"model.num_classes must be at least 1, got {n}")
+    weights = hp["class_weights"]
+    if isinstance(weights, str) and weights not in WeightRule.__args__:
+        raise ConfigError(
+            f"model.class_weights: unknown rule {weights!r}; give a list of numbers or one of "
+            f"{', '.join(WeightRule.__args__)}"
+        )
     for key in ("class_names", "class_weights", "palette"):
-        if hp[key] is not None and len(hp[key]) != n:
+        if hp[key] is not None and not isinstance(hp[key], str) and len(hp[key]) != n:
             raise ConfigError(f"model.{key} has {len(hp[key])} entries but num_classes is {n}")
-    if hp["class_weights"] is not None and min(hp["class_weights"]) < 0:
-        raise ConfigError(f"model.class_weights must not be negative, got {hp['class_weights']}")
-    positive = ("lr", "poly_power")
+    if isinstance(weights, list) and min(weights) < 0:
+        raise ConfigError(f"model.class_weights must not be negative, got {weights}")
+    if hp["warmup_ratio"] is not None:
+        if hp["warmup_steps"]:
+            raise ConfigError("model.warmup_steps and model.warmup_ratio: give one, not both")
+        if not 0 <= hp["warmup_ratio"] < 1:
+            raise ConfigError(f"model.warmup_ratio must be in [0, 1), got {hp['warmup_ratio']}")
+    positive = ("lr", "poly_power", "class_weight_cap")
     non_negative = ("backbone_lr_mult", "weight_decay", "warmup_steps")
     fractions = {"momentum": (0, 1), "label_smoothing": (0, 1), "min_lr_ratio": (0, 1)}
     for key in positive:

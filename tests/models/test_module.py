@@ -164,3 +164,48 @@ def test_unknown_architecture_and_encoder_name_the_choices():
         SegmentationModule(encoder_name="resnet19", num_classes=2)
     with pytest.raises(ValueError, match="timm has no model 'nope'"):
         SegmentationModule(encoder_name="tu-nope", num_classes=2)
+
+
+def test_class_weights_from_the_training_masks_are_computed_once_and_kept(tmp_path):
+    """``median_frequency`` becomes numbers when fit starts: those of the training split's masks
+    (the same as the rule applied to the split's class counts), used by the loss, saved in the
+    checkpoint, and a model loaded from it needs no data to know them."""
+    from seglab.data.stats import class_pixel_counts
+
+    from seglab import SyntheticDataModule
+    from seglab.losses import class_weights_from_counts
+
+    data = SyntheticDataModule(image_size=32, num_train=6, num_val=2, batch_size=2, num_workers=0)
+    module = _module(num_classes=6, class_weights="median_frequency")
+    trainer = _trainer(max_steps=1)
+    trainer.fit(module, data)
+    expected = class_weights_from_counts(
+        class_pixel_counts(data.train_dataset()), "median_frequency"
+    )
+    assert module.hparams.class_weights == pytest.approx(expected)
+    assert module.criterion.losses["ce"].weight.tolist() == pytest.approx(expected)
+    trainer.save_checkpoint(tmp_path / "w.ckpt")
+    loaded = SegmentationModule.load_from_checkpoint(tmp_path / "w.ckpt")
+    assert loaded.criterion.losses["ce"].weight.tolist() == pytest.approx(expected)
+
+
+def test_class_weights_need_a_data_module_that_has_training_masks():
+    module = _module(class_weights="inverse_frequency")
+    with pytest.raises(ValueError, match=r"model.class_weights: inverse_frequency counts"):
+        _trainer(max_steps=1).fit(module, _tuple_loader())
+
+
+def test_warmup_ratio_is_a_share_of_the_run():
+    lrs = []
+
+    class RecordLR(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = _module(lr=0.1, warmup_ratio=0.5, scheduler="constant")
+    trainer = _trainer(max_steps=4, callbacks=[RecordLR()], num_sanity_val_steps=0)
+    trainer.fit(module, _tuple_loader(n=16, batch_size=4))
+    base = 0.1 * module.hparams.backbone_lr_mult  # the first group is the encoder's
+    assert lrs == pytest.approx([base * 0.5, base * 1.0, base, base])  # 2 of 4 steps warm up
+    with pytest.raises(ValueError, match="give one, not both"):
+        _module(warmup_steps=10, warmup_ratio=0.1)
