@@ -6,18 +6,33 @@ the albumentations pipeline users would otherwise write (``cv2.imread``; RandomS
 RandomCrop, HorizontalFlip, ColorJitter, RandomGamma, GaussianBlur, Normalize, ToTensorV2 with the
 same parameters), and seglab reading from its decoded-sample cache (``data.cache_dir``) instead of
 decoding. ``seglab_workers_on_device``: what a worker does with ``data.augment_on_device`` (decode,
-scale, crop; uint8 out), the rest running on the GPU batch. All in one process with one thread (as in a DataLoader worker), repetitions interleaved,
-the median reported. Images are generated photo-like (multi-scale noise, edges, sensor noise) so PNG
-decoding costs what it costs on real photos.
+scale, crop; uint8 out); ``device_batch``: the rest of that path, ``BatchAugment`` on a collated
+batch of those crops, measured here on the CPU. All in one process with one thread (as in a
+DataLoader worker), repetitions interleaved, the median reported; rates are samples per second of
+CPU time (``time.process_time``), which other jobs on a shared machine disturb less than wall time.
+Images are generated photo-like (multi-scale noise, edges, sensor noise) so PNG decoding costs what
+it costs on real photos.
 
     python bench/data_pipeline.py            # both sizes; needs `pip install seglab[bench]`
     python bench/data_pipeline.py --quick    # tiny sizes, a smoke test
+    python bench/data_pipeline.py --baseline /tmp/seglab-before   # before/after, see below
+
+``--baseline PATH`` compares with the seglab checkout at ``PATH`` (e.g. ``git worktree add
+/tmp/seglab-before main``): every repetition runs this script once with each checkout first on
+``PYTHONPATH``, in alternating order, on the same generated files, and the medians and their
+after/before ratios are printed. The baseline only needs ``train_transform`` and ``BatchAugment``
+(older checkouts name the workers' transform ``geometric_transform``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,19 +41,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
+from seglab.data import Augment, BatchAugment
 from seglab.data.cache import open_cache
 from seglab.data.datasets.folder import FolderDataset
-from seglab.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    geometric_transform,
-    train_transform,
-)
+from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
 NUM_CLASSES = 19
 IGNORE = 255
+CASES = {  # image size, crop size, number of files
+    "small": ((360, 480), (256, 256), 12),
+    "large": ((1024, 2048), (512, 1024), 6),
+}
+QUICK_CASES = {"small": ((72, 96), (48, 48), 3), "large": ((128, 256), (64, 128), 2)}
+BATCH = 8  # the device_batch measurement's batch size
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -65,24 +82,35 @@ def make_sample(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, n
 
 
 def write_dataset(root: Path, count: int, size: tuple[int, int], seed: int = 0) -> list:
+    """``count`` generated PNG pairs under ``root`` (kept if already there)."""
     rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
     pairs = []
     for i in range(count):
-        image, mask = make_sample(rng, *size)
         pair = (root / "images" / f"{i:04d}.png", root / "masks" / f"{i:04d}.png")
-        Image.fromarray(image).save(pair[0])
-        Image.fromarray(mask).save(pair[1])
+        if not (pair[0].is_file() and pair[1].is_file()):
+            image, mask = make_sample(rng, *size)
+            Image.fromarray(image).save(pair[0])
+            Image.fromarray(mask).save(pair[1])
         pairs.append(pair)
     return pairs
 
 
+def workers_transform(crop: tuple[int, int]) -> Callable:
+    """The workers' share with ``data.augment_on_device``: scale and crop only."""
+    try:
+        return train_transform(crop, Augment(), IGNORE, on_device=True)
+    except TypeError:  # a baseline checkout from before the one augmentation implementation
+        transforms = importlib.import_module("seglab.data.transforms")
+        return transforms.geometric_transform(crop, Augment(), IGNORE)
+
+
 def seglab_pipeline(
     pairs: list, crop: tuple[int, int], cache_dir: Path | None = None, on_device: bool = False
-):
-    if on_device:  # the worker's share with data.augment_on_device
-        transform = geometric_transform(crop, Augment(), IGNORE)
+) -> Callable[[int], dict]:
+    if on_device:
+        transform = workers_transform(crop)
     else:
         transform = train_transform(crop, Augment(), IGNORE, IMAGENET_MEAN, IMAGENET_STD)
     dataset = FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
@@ -91,7 +119,24 @@ def seglab_pipeline(
     return lambda i: dataset[i]
 
 
-def albumentations_pipeline(pairs: list, crop: tuple[int, int], antialias: bool = False):
+def device_batch_pipeline(pairs: list, crop: tuple[int, int]) -> Callable[[int], dict]:
+    """``BatchAugment`` on a collated batch of ``BATCH`` workers' crops, on the CPU; one call is a
+    batch (its rate is divided into samples by the caller)."""
+    crops = seglab_pipeline(pairs, crop, on_device=True)
+    torch.manual_seed(0)
+    batch = default_collate([crops(i % len(pairs)) for i in range(BATCH)])
+    augment = BatchAugment(Augment(), IMAGENET_MEAN, IMAGENET_STD)
+
+    def run(i: int) -> dict:
+        image, mask = augment(batch["image"], batch["mask"])
+        return {"image": image, "mask": mask}
+
+    return run
+
+
+def albumentations_pipeline(
+    pairs: list, crop: tuple[int, int], antialias: bool = False
+) -> Callable[[int], dict]:
     """``antialias``: resize with ``cv2.INTER_AREA`` (averages the source pixels when shrinking, as
     seglab's antialiased resize does) instead of albumentations' default ``INTER_LINEAR``, which
     samples without a low-pass filter and aliases at scales below 1."""
@@ -138,7 +183,8 @@ def albumentations_pipeline(pairs: list, crop: tuple[int, int], antialias: bool 
 def measure(
     pipelines: dict[str, Callable[[int], dict]], count: int, samples: int, reps: int
 ) -> dict[str, float]:
-    """Median samples/s of each pipeline over ``reps`` interleaved rounds of ``samples`` samples."""
+    """Median calls per CPU second of each pipeline over ``reps`` interleaved rounds of
+    ``samples`` calls."""
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
     for fn in pipelines.values():  # warm-up: imports, allocator, page cache
         fn(0)
@@ -147,42 +193,77 @@ def measure(
         names = names[rep % len(names) :] + names[: rep % len(names)]  # rotate the order
         for name in names:
             torch.manual_seed(rep)
-            start = time.perf_counter()
+            start = time.process_time()
             for k in range(samples):
                 out = pipelines[name](k % count)
-            rates[name].append(samples / (time.perf_counter() - start))
+            rates[name].append(samples / (time.process_time() - start))
             assert out["image"].dtype in (torch.float32, torch.uint8)
             assert out["mask"].dtype == torch.long
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def run_case(
-    name: str, size: tuple[int, int], crop: tuple[int, int], count: int, args
+    size: tuple[int, int], crop: tuple[int, int], pairs: list, args, cache_dir: Path
 ) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        pairs = write_dataset(Path(tmp) / "data", count, size)
-        pipelines = {"seglab": seglab_pipeline(pairs, crop)}
-        if args.cache:
-            pipelines["seglab_cached"] = seglab_pipeline(pairs, crop, Path(tmp) / "cache")
-        pipelines["seglab_workers_on_device"] = seglab_pipeline(pairs, crop, on_device=True)
-        if args.albumentations:
-            pipelines["albumentations"] = albumentations_pipeline(pairs, crop)
-            pipelines["albumentations_antialias"] = albumentations_pipeline(pairs, crop, True)
-        rates = measure(pipelines, count, args.samples or count, args.reps)
-    h, w = size
+    """samples/s of every pipeline on one case's files."""
+    pipelines = {"seglab": seglab_pipeline(pairs, crop)}
+    if args.cache:
+        pipelines["seglab_cached"] = seglab_pipeline(pairs, crop, cache_dir)
+    pipelines["seglab_workers_on_device"] = seglab_pipeline(pairs, crop, on_device=True)
+    pipelines["device_batch"] = device_batch_pipeline(pairs, crop)
+    if args.albumentations:
+        pipelines["albumentations"] = albumentations_pipeline(pairs, crop)
+        pipelines["albumentations_antialias"] = albumentations_pipeline(pairs, crop, True)
+    rates = measure(pipelines, len(pairs), args.samples or len(pairs), args.reps)
+    rates["device_batch"] *= BATCH  # batches/s -> samples/s
+    return rates
+
+
+def report(name: str, size: tuple[int, int], crop: tuple[int, int], rates: dict) -> None:
+    prefix = f"{name}_{size[0]}x{size[1]}_crop{crop[0]}x{crop[1]}"
     for pipeline, rate in rates.items():
-        print(f"{name}_{h}x{w}_crop{crop[0]}x{crop[1]}_{pipeline}: {rate:.1f} samples/s")
+        print(f"{prefix}_{pipeline}: {rate:.1f} samples/s")
+    print(f"{prefix}_device_batch{BATCH}_cpu: {1000 * BATCH / rates['device_batch']:.1f} ms/batch")
     if "albumentations" in rates:
         for variant in ("albumentations", "albumentations_antialias"):
-            ratio = rates["seglab"] / rates[variant]
-            print(f"{name} ratio seglab/{variant}: {ratio:.2f} x")
+            print(f"{name} ratio seglab/{variant}: {rates['seglab'] / rates[variant]:.2f} x")
     if "seglab_cached" in rates:
         print(f"{name} ratio cached/decode: {rates['seglab_cached'] / rates['seglab']:.2f} x")
     print(
         f"{name} ratio workers_on_device/full: "
         f"{rates['seglab_workers_on_device'] / rates['seglab']:.2f} x"
     )
-    return rates
+
+
+def compare(args, cases: dict, root: Path) -> None:
+    """Alternating child runs with this checkout and the baseline; medians and ratios."""
+    here = str(Path(__file__).resolve().parents[1])
+    runs: dict[str, list[dict]] = {"after": [], "before": []}
+    for rep in range(args.reps):
+        order = [("after", here), ("before", args.baseline)]
+        for label, path in order if rep % 2 == 0 else order[::-1]:
+            command = [sys.executable, __file__, "--child", str(root / label), "--reps", "1"]
+            command += ["--cases", *args.cases] + (["--quick"] if args.quick else [])
+            command += [] if args.albumentations else ["--no-albumentations"]
+            env = {**os.environ, "PYTHONPATH": path}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{label} run ({path}) failed:\n{done.stderr[-3000:]}")
+            runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for name in args.cases:
+        size, crop, _ = cases[name]
+        medians = {}
+        for label in runs:
+            pipelines = runs[label][0][name]
+            medians[label] = {
+                p: statistics.median(r[name][p] for r in runs[label]) for p in pipelines
+            }
+            print(f"[{label}]")
+            report(name, size, crop, medians[label])
+        for pipeline in ("seglab", "seglab_cached", "seglab_workers_on_device", "device_batch"):
+            if pipeline in medians["after"]:
+                ratio = medians["after"][pipeline] / medians["before"][pipeline]
+                print(f"{name} ratio after/before {pipeline}: {ratio:.2f} x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", nargs="+", default=["small", "large"])
     parser.add_argument("--no-albumentations", dest="albumentations", action="store_false")
     parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument("--baseline", help="another seglab checkout to compare with (before/after)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one run of --baseline: a work dir
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one DataLoader worker = one core
     if args.albumentations:
@@ -201,17 +284,30 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError:
             print("albumentations not installed (pip install 'seglab[bench]'): skipping it")
             args.albumentations = False
-    cases = {
-        "small": ((360, 480), (256, 256), 12),
-        "large": ((1024, 2048), (512, 1024), 6),
-    }
-    if args.quick:
-        cases = {"small": ((72, 96), (48, 48), 3), "large": ((128, 256), (64, 128), 2)}
+    cases = QUICK_CASES if args.quick else CASES
+    if args.quick and not args.baseline:
         args.reps = 1
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    for name in args.cases:
-        size, crop, count = cases[name]
-        run_case(name, size, crop, count, args)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.child or tmp)
+        if args.baseline:
+            for name in args.cases:
+                size, _, count = cases[name]
+                write_dataset(root / "data" / name, count, size)
+            compare(args, cases, root)
+            return
+        if not args.child:
+            print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+        results = {}
+        for name in args.cases:
+            size, crop, count = cases[name]
+            pairs = write_dataset(
+                root.parent / "data" / name if args.child else root / name, count, size
+            )
+            results[name] = run_case(size, crop, pairs, args, root / f"cache-{name}")
+            if not args.child:
+                report(name, size, crop, results[name])
+        if args.child:
+            print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+from seglab.data.augment import Augment, BatchAugment
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.data.datasets import (
     ADE20KDataModule,
@@ -9,9 +10,7 @@ from seglab.data.datasets import (
     SyntheticDataModule,
     VOCDataModule,
 )
-from seglab.data.device_transforms import BatchAugment
 from seglab.data.io import DataError
-from seglab.data.transforms import Augment
 
 __all__ = [
     "ADE20KDataModule",

@@ -12,18 +12,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
+from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, BatchAugment
 from seglab.data.cache import open_cache
 from seglab.data.dataset import SegmentationDataset
-from seglab.data.device_transforms import BatchAugment
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
-from seglab.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    eval_transform,
-    geometric_transform,
-    train_transform,
-)
+from seglab.data.transforms import eval_transform, train_transform
 
 Split = Literal["train", "val", "test"]
 
@@ -38,7 +31,7 @@ class SegmentationDataModule(L.LightningDataModule):
             different sizes need 1.
         num_workers: data loading processes per training process.
         crop_size: training crop, an int or ``[height, width]``.
-        augment: training augmentation settings.
+        augment: training augmentation settings (``seglab.data.augment.Augment``, checked there).
         mean, std: per-channel normalisation of images scaled to [0, 1].
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
         pin_memory: page-locked batches for faster host-to-device copies.
@@ -54,9 +47,10 @@ class SegmentationDataModule(L.LightningDataModule):
         augment_on_device: the loader workers only decode, scale and crop training samples (uint8
             batches, a quarter of the bytes to copy); flips, colour jitter, gamma, blur and
             normalisation run on the training batch after its transfer to the device, in
-            ``on_after_batch_transfer`` (``seglab.data.device_transforms.BatchAugment``: the CPU
-            path's distributions, each sample its own parameters). For when CPU workers starve the
-            accelerator. Validation, test and predict batches are normalised on the CPU as always.
+            ``on_after_batch_transfer`` (``seglab.data.augment.BatchAugment``: the same code and
+            parameter draws as in the workers, each sample its own parameters). For when CPU
+            workers starve the accelerator. Validation, test and predict batches are normalised on
+            the CPU as always.
     """
 
     num_classes: int
@@ -91,13 +85,6 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"data.crop_size must be a positive int or [height, width], got {crop_size}"
             )
         self.augment = augment or Augment()
-        low, high = self.augment.scale_range
-        if not 0 < low <= high:
-            raise ValueError(f"data.augment.scale_range must be 0 < low <= high, got {[low, high]}")
-        if not 0 < self.augment.max_class_ratio <= 1:
-            raise ValueError(
-                f"data.augment.max_class_ratio must be in (0, 1], got {self.augment.max_class_ratio}"
-            )
         self.mean, self.std = tuple(mean), tuple(std)
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
@@ -108,7 +95,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.predict_dir = predict_dir
         self.cache_dir = cache_dir
         self.augment_on_device = augment_on_device
-        self.batch_augment = BatchAugment(self.augment, self.mean, self.std)
+        self.batch_augment = BatchAugment(self.augment, self.mean, self.std)  # checks mean and std
         self.datasets: dict[str, Dataset] = {}
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
@@ -117,11 +104,14 @@ class SegmentationDataModule(L.LightningDataModule):
     def dataset(self, split: Split) -> Dataset:
         """The split's dataset with its transforms, built once."""
         if split not in self.datasets:
-            if split == "train" and self.augment_on_device:
-                transform = geometric_transform(self.crop_size, self.augment, self.ignore_index)
-            elif split == "train":
+            if split == "train":
                 transform = train_transform(
-                    self.crop_size, self.augment, self.ignore_index, self.mean, self.std
+                    self.crop_size,
+                    self.augment,
+                    self.ignore_index,
+                    self.mean,
+                    self.std,
+                    on_device=self.augment_on_device,
                 )
             else:
                 transform = eval_transform(self.mean, self.std)
