@@ -192,15 +192,12 @@ class BatchAugment:
         """Rounds float32 ``x`` in [0, 255] to uint8 levels and maps each level through one table
         per sample and channel: ``((level / 255) ** gamma - mean) / std``."""
         levels = x.add_(0.5).int()  # in [0.5, 255.5]: truncation rounds to the nearest level
-        table = torch.addcmul(
-            self._shift, _UNIT ** gamma.view(-1, 1, 1), self._scale
-        )  # (n, C, 256)
-        table = table.to(x.device, torch.float32, non_blocking=True)
+        table = torch.addcmul(self._shift, _UNIT ** gamma.view(-1, 1, 1), self._scale)
+        table = table.to(x.device, torch.float32, non_blocking=True)  # (n, C, 256)
         out = torch.empty_like(x)
         n = x.shape[0] * x.shape[1]
-        for lut, level, plane in zip(
-            table.view(n, 256), levels.view(n, -1), out.view(n, -1), strict=True
-        ):
+        planes = (table.view(n, 256), levels.view(n, -1), out.view(n, -1))
+        for lut, level, plane in zip(*(t.unbind(0) for t in planes), strict=True):
             torch.index_select(lut, 0, level, out=plane)
         return out
 

@@ -29,12 +29,17 @@ from seglab.data.augment import (
 )
 from seglab.data.stats import label_counts
 
-RETRIES = 10  # crop draws for ``max_class_ratio``
+RETRIES = 10  # crop draws for ``max_class_ratio`` and rare-class centring
 
 
 def _find(flat_inputs: list[Any], kind: type) -> Tensor | None:
     found = next((x for x in flat_inputs if isinstance(x, kind)), None)
     return None if found is None else found.as_subclass(Tensor)
+
+
+def _randint(high: int) -> int:
+    """Uniform integer in [0, high], from torch's generator."""
+    return int(torch.randint(high + 1, ()))
 
 
 def _span(start: int, stop: int, src: int, scaled: int) -> tuple[int, int, int, int]:
@@ -56,6 +61,9 @@ class RandomScaleCrop(v2.Transform):
     Args:
         max_class_ratio: below 1, the crop is drawn again (up to 10 times) while one class covers
             more than this share of its labelled pixels, so crops do not show only sky or road.
+        class_weights: rare-class crops (``seglab.data.sampling``): the crop is centred, as far as
+            the image allows, on a random pixel of a class drawn among those present in the mask
+            with probabilities proportional to these weights. ``None``: uniform crops.
     """
 
     def __init__(
@@ -64,12 +72,14 @@ class RandomScaleCrop(v2.Transform):
         size: tuple[int, int],
         ignore_index: int = 255,
         max_class_ratio: float = 1.0,
+        class_weights: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.scale_range = tuple(scale_range)
         self.size = tuple(size)
         self.ignore_index = ignore_index
         self.max_class_ratio = max_class_ratio
+        self.class_weights = class_weights
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = _find(flat_inputs, tv_tensors.Image).shape[-2:]
@@ -78,15 +88,31 @@ class RandomScaleCrop(v2.Transform):
         s = low + (high - low) * float(torch.rand(()))
         sh, sw = max(1, round(h * s)), max(1, round(w * s))
         ch, cw = self.size
+        focus = self._focus(mask) if self.class_weights is not None and mask is not None else None
         retry = mask is not None and self.max_class_ratio < 1
         for _ in range(RETRIES if retry else 1):
-            u, v = torch.rand(2, dtype=torch.float64).tolist()
-            top, left = int(u * (max(sh, ch) - ch + 1)), int(v * (max(sw, cw) - cw + 1))
+            if focus is None:
+                u, v = torch.rand(2, dtype=torch.float64).tolist()
+                top, left = int(u * (max(sh, ch) - ch + 1)), int(v * (max(sw, cw) - cw + 1))
+            else:  # centred on a random pixel of the focus class, kept inside the scaled image
+                y, x = focus[_randint(len(focus) - 1)].tolist()
+                top = min(max(0, round((y + 0.5) * sh / h - ch / 2)), max(sh, ch) - ch)
+                left = min(max(0, round((x + 0.5) * sw / w - cw / 2)), max(sw, cw) - cw)
             rows = _span(top, min(top + ch, sh), h, sh)
             cols = _span(left, min(left + cw, sw), w, sw)
             if not retry or self._accept(mask[..., rows[0] : rows[1], cols[0] : cols[1]]):
                 break
         return {"rows": rows, "cols": cols, "visible": (min(ch, sh - top), min(cw, sw - left))}
+
+    def _focus(self, mask: Tensor) -> Tensor | None:
+        """``(y, x)`` of every pixel of one class drawn among those present in ``mask`` with
+        probabilities proportional to ``class_weights``; ``None`` for a mask without labels."""
+        counts = label_counts(mask, self.ignore_index, len(self.class_weights))
+        weights = self.class_weights * (counts[: len(self.class_weights)] > 0)
+        if not bool(weights.any()):
+            return None
+        c = int(torch.multinomial(weights, 1))
+        return (mask == c).nonzero()
 
     def _accept(self, region: Tensor) -> bool:
         """Whether no class covers more than ``max_class_ratio`` of the crop's labelled pixels."""
