@@ -242,7 +242,7 @@ def compare(args, cases: dict, root: Path) -> None:
     for rep in range(args.reps):
         order = [("after", here), ("before", args.baseline)]
         for label, path in order if rep % 2 == 0 else order[::-1]:
-            command = [sys.executable, __file__, "--child", str(root / label), "--reps", "1"]
+            command = [sys.executable, __file__, "--child", str(root / label), "--reps", "3"]
             command += ["--cases", *args.cases] + (["--quick"] if args.quick else [])
             command += [] if args.albumentations else ["--no-albumentations"]
             env = {**os.environ, "PYTHONPATH": path}
