@@ -3,7 +3,7 @@
     python bench/step_overhead.py [--device cpu] [--arch unet] [--encoder resnet18] [--size 64]
                                   [--batch 8] [--steps 30] [--warmup 5] [--repeats 3]
                                   [--precision 32-true|bf16-mixed|16-mixed] [--channels_last]
-                                  [--compile]
+                                  [--compile [--compile_backend inductor]] [--model_kwargs JSON]
 
 Both loops train the same network (``create_model`` through ``SegmentationModule``), with the same
 loss object, the same two-group AdamW (``param_groups``), a ``LambdaLR`` stepped every iteration,
@@ -19,14 +19,16 @@ after ``warmup`` untimed steps (robust to other jobs stalling single steps on a 
 The two loops alternate ``repeats`` times; the medians over runs are printed as ``name: value
 unit`` lines with the ratio seglab/bare, then the model FLOPs of one training image (forward +
 backward of the network, counted by Lightning's ``measure_flops``) and the model FLOP utilisation
-of the seglab rate against the device's peak for the precision (``get_available_flops``; GPUs
-only).
+(MFU) of the seglab rate: achieved model FLOP/s over the dense matrix-product rate the device
+reaches for the run's precision, measured in the same run (datasheet peaks are not what a chip
+reaches, and Lightning's table has no entry for some chips, e.g. the plain "NVIDIA H200").
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import tempfile
 import time
@@ -34,7 +36,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.throughput import get_available_flops, measure_flops
+from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
@@ -64,10 +66,15 @@ def make_loader(args: argparse.Namespace) -> DataLoader:
 
 
 def make_module(args: argparse.Namespace) -> SegmentationModule:
+    """The network both loops train; without ``--model_kwargs`` a smp UNet gets the smaller
+    decoder of the CPU runs in docs/benchmarks.md (depth 4, ``[128, 64, 32, 16]``)."""
     torch.manual_seed(0)
-    model_kwargs = {"encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
-    if args.encoder.startswith("tu-") or args.arch != "unet":
-        model_kwargs = {}
+    model_kwargs = args.model_kwargs
+    if model_kwargs is None:
+        small_unet = args.arch == "unet" and not args.encoder.startswith("tu-")
+        model_kwargs = {"encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
+        model_kwargs = model_kwargs if small_unet else {}
+    compile_option = {"backend": args.compile_backend} if args.compile else False
     return SegmentationModule(
         arch=args.arch,
         encoder_name=args.encoder,
@@ -79,28 +86,37 @@ def make_module(args: argparse.Namespace) -> SegmentationModule:
         model_kwargs=model_kwargs,
         nonfinite_loss=args.nonfinite_loss,
         channels_last=args.channels_last,
-        compile=args.compile,
+        compile=compile_option,
     )
 
 
 def flops_per_image(args: argparse.Namespace) -> int:
     """Forward + backward FLOPs of the network for one image, counted on the meta device (the loss
-    is left out: a few element-wise passes, nothing next to the convolutions)."""
-    with torch.device("meta"):
-        model = make_module(args).model
-        images = torch.randn(args.batch, 3, args.size, args.size)
+    is left out: a few element-wise passes, nothing next to the convolutions). Built on the CPU
+    first: some encoders (MiT) read tensor values while they are built."""
+    model = make_module(args).model.to("meta")
+    images = torch.randn(args.batch, 3, args.size, args.size, device="meta")
     return measure_flops(model, lambda: model(images), lambda y: y.sum()) // args.batch
 
 
-def model_flops_utilisation(args: argparse.Namespace, images_per_second: float) -> str:
-    """Achieved model FLOP/s over the device's peak for the run's precision ("n/a" without one)."""
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision, "32-true")
-    if dtype == "32-true":
-        dtype = torch.float32
-    peak = get_available_flops(torch.device(args.device), dtype)
-    if not peak:
-        return "n/a (no peak FLOP/s known for this device)"
-    return f"{flops_per_image(args) * images_per_second / peak:.3f}"
+def matmul_flops_per_second(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
+    """Dense matrix-product FLOP/s on random data: the ceiling MFU is measured against. float32
+    runs as convolutions run it (on CUDA cuDNN's default allows TF32 tensor cores)."""
+    n = 8192 if device.type == "cuda" else 512
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        for _ in range(3):
+            a @ b
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        _sync(device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
 def images_per_sec(times: list[float], args: argparse.Namespace) -> float:
@@ -156,7 +172,7 @@ def bare_images_per_sec(args: argparse.Namespace, loader: DataLoader) -> float:
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     if args.compile:
-        model.compile()
+        model.compile(backend=args.compile_backend)
     optimizer = torch.optim.AdamW(param_groups(model, 1e-3, 0.1, 1e-4), lr=1e-3)
     total = args.warmup + args.steps + 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor("poly", total, 5))
@@ -201,6 +217,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no_throughput", action="store_true", help="without the Throughput log")
     parser.add_argument("--channels_last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile_backend", default="inductor", help="e.g. aot_eager: no codegen")
+    parser.add_argument(
+        "--model_kwargs", type=json.loads, default=None, help='JSON, e.g. "{}": smp defaults'
+    )
     return parser.parse_args(argv)
 
 
@@ -228,8 +248,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"ratio seglab/bare: {result['seglab'] / result['bare']:.3f} x")
     print(f"runs bare: {', '.join(f'{v:.1f}' for v in bare)} images/s")
     print(f"runs seglab: {', '.join(f'{v:.1f}' for v in seglab)} images/s")
-    print(f"model_flops_per_image: {flops_per_image(args) / 1e9:.2f} GFLOP (forward + backward)")
-    print(f"seglab_mfu: {model_flops_utilisation(args, result['seglab'])}")
+    flops = flops_per_image(args)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
+    dtype = dtype or torch.float32
+    ceiling = matmul_flops_per_second(torch.device(args.device), dtype)
+    achieved = flops * result["seglab"]
+    print(f"model_flops_per_image: {flops / 1e9:.2f} GFLOP (forward + backward)")
+    print(f"seglab_model_tflops: {achieved / 1e12:.2f} TFLOP/s")
+    print(f"matmul_ceiling: {ceiling / 1e12:.2f} TFLOP/s ({str(dtype).removeprefix('torch.')})")
+    print(f"seglab_mfu: {achieved / ceiling:.3f} (of the matmul ceiling)")
     return result
 
 

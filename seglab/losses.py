@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from segmentation_models_pytorch import losses as smp_losses
 from torch import Tensor, nn
 
+from seglab.errors import ConfigError
+
 LossName = Literal["ce", "dice", "focal", "jaccard", "lovasz", "tversky"]
 LOSS_NAMES: tuple[str, ...] = LossName.__args__
 
@@ -73,7 +75,7 @@ def build_loss(
         "tversky": smp_losses.TverskyLoss,
     }
     if name not in region:
-        raise ValueError(f"model.loss: unknown loss {name!r}; choose from {', '.join(LOSS_NAMES)}")
+        raise ConfigError(f"model.loss: unknown loss {name!r}; choose from {', '.join(LOSS_NAMES)}")
     kwargs = {} if name in ("focal", "lovasz") else {"from_logits": True}
     return Float32Loss(region[name]("multiclass", ignore_index=ignore_index, **kwargs))
 
@@ -90,7 +92,7 @@ class CombinedLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not weights:
-            raise ValueError("model.loss: give at least one loss, e.g. {ce: 1.0}")
+            raise ConfigError("model.loss: give at least one loss, e.g. {ce: 1.0}")
         self.weights = dict(weights)
         self.losses = nn.ModuleDict(
             {n: build_loss(n, ignore_index, class_weights, label_smoothing) for n in weights}

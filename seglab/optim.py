@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
+from seglab.errors import ConfigError
+
 ScheduleName = Literal["poly", "cosine", "constant"]
 
 
@@ -22,9 +24,9 @@ def lr_factor(
 ) -> Callable[[int], float]:
     """The multiplier of the base learning rate at optimizer step ``step`` (for ``LambdaLR``)."""
     if total_steps <= 0:
-        raise ValueError(f"the schedule needs a finite number of steps, got {total_steps}")
+        raise ConfigError(f"the schedule needs a finite number of steps, got {total_steps}")
     if schedule not in ("poly", "cosine", "constant"):
-        raise ValueError(
+        raise ConfigError(
             f"model.scheduler: unknown schedule {schedule!r}; choose poly, cosine or constant"
         )
     warmup_steps = min(warmup_steps, total_steps)

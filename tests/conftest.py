@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from seglab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
@@ -35,11 +38,39 @@ TINY = [
 # fmt: on
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``cuda`` tests are skipped where no CUDA device is (CI): they run on a lent GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (bench/gpu_check.sh runs it on a GPU)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp_dir(tmp_path, monkeypatch):
     """Every test writes its logs, checkpoints and W&B files under its own temporary directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def user_error(args: list[str], capsys, code: int, *fragments: str) -> str:
+    """Runs the ``seglab`` command expecting a user's mistake: exit status ``code``, no traceback,
+    one short message (at most three lines) that contains every fragment. Returns the message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    first = next(i for i, line in enumerate(lines) if ": error: " in line)
+    message = "\n".join(lines[first:])
+    assert len(lines) - first <= 3, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
 
 
 def write_folder_dataset(

@@ -17,7 +17,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from seglab.callbacks.checkpointing import AtomicCheckpointIO
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import QUICKSTART, REPO, TINY
 
 LAUNCH = REPO / "experiments" / "launch"

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from seglab.main import main
-from tests.conftest import TINY, TINY_RUN, write_folder_dataset
+from seglab.cli import main
+from tests.conftest import TINY, TINY_RUN, user_error, write_folder_dataset
 
 
 def _nan_after(module, steps: int):
@@ -69,40 +69,43 @@ def checkpoint(tmp_path):
     return cli.trainer.checkpoint_callback.last_model_path
 
 
-def test_checkpoint_with_other_classes_is_refused_naming_the_option(checkpoint, tmp_path):
+def test_checkpoint_with_other_classes_is_refused_naming_the_option(checkpoint, tmp_path, capsys):
     root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 2})
-    with pytest.raises(
-        ValueError, match=r"trained with model.num_classes=6, but this run has model.num_classes=3"
-    ):
-        main(
-            [
-                "validate",
-                *TINY_RUN,
-                "--data",
-                "seglab.FolderDataModule",
-                "--data.root",
-                str(root),
-                "--data.num_classes",
-                "3",
-                "--data.num_workers",
-                "0",
-                "--ckpt_path",
-                checkpoint,
-            ]
-        )
+    user_error(
+        [
+            "validate",
+            *TINY_RUN,
+            "--data",
+            "seglab.FolderDataModule",
+            "--data.root",
+            str(root),
+            "--data.num_classes",
+            "3",
+            "--data.num_workers",
+            "0",
+            "--ckpt_path",
+            checkpoint,
+        ],
+        capsys,
+        2,
+        "model.num_classes is 6",
+        "last.ckpt",
+        "FolderDataModule has num_classes 3",
+    )
 
 
 class Payload:
     """Anything that needs unpickling a class: what a malicious checkpoint would carry."""
 
 
-def test_pickle_carrying_checkpoint_is_refused_without_opt_in(checkpoint, tmp_path):
+def test_pickle_carrying_checkpoint_is_refused_without_opt_in(checkpoint, tmp_path, capsys):
     state = torch.load(checkpoint, weights_only=True)
     state["extra"] = Payload()
     bad = tmp_path / "bad.ckpt"
     torch.save(state, bad)
-    with pytest.raises(SystemExit, match=r"bad\.ckpt: refused to load.*--weights_only false"):
-        main(["validate", *TINY, "--ckpt_path", str(bad)])
+    user_error(
+        ["validate", *TINY, "--ckpt_path", str(bad)], capsys, 1, "bad.ckpt", "--weights_only false"
+    )
     cli = main(["validate", *TINY, "--ckpt_path", str(bad), "--weights_only", "false"])
     assert "val/mIoU" in cli.trainer.callback_metrics
 

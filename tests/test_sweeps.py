@@ -10,7 +10,7 @@ import pytest
 import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import REPO, TINY
 
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
@@ -72,7 +72,7 @@ def test_one_quickstart_trial_trains_with_the_substituted_values():
     assert fit.model.hparams.weight_decay == values["model.weight_decay"]
     expected_loss = yaml.safe_load(values["model.loss"])
     assert dict(fit.model.hparams.loss) == expected_loss
-    saved = yaml.safe_load(Path("config.yaml").read_text())
+    saved = yaml.safe_load(Path("outputs/quickstart/config.yaml").read_text())  # the run dir
     assert saved["model"]["lr"] == 0.00123
 
 

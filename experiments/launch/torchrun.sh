@@ -47,7 +47,7 @@ exec "$PYTHON" -m torch.distributed.run \
     --node_rank "$NODE_RANK" \
     --master_addr "$MASTER_ADDR" \
     --master_port "$MASTER_PORT" \
-    -m seglab.main fit --config "$CONFIG" "$@" \
+    -m seglab fit --config "$CONFIG" "$@" \
     --trainer.num_nodes "$NNODES" \
     --trainer.devices "$GPUS_PER_NODE" \
     --trainer.strategy "$STRATEGY"

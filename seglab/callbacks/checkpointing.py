@@ -78,7 +78,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 class ResumeState(L.Callback):
-    """RNG states in checkpoints, and a ``last.ckpt`` written when the run is asked to stop."""
+    """RNG states in checkpoints, and a ``last.ckpt`` written when the run is asked to stop.
+
+    Args:
+        resume_command: the command that resumes the run, printed after the SIGTERM save (the
+            ``seglab`` command gives its own line with ``--ckpt_path last``).
+    """
+
+    def __init__(self, resume_command: str | None = None) -> None:
+        self.resume_command = resume_command
 
     def state_dict(self) -> dict[str, Any]:
         state = _rng_state()
@@ -110,6 +118,7 @@ class ResumeState(L.Callback):
         directory = directory or os.path.join(trainer.default_root_dir, "checkpoints")
         path = os.path.join(directory, "last.ckpt")
         trainer.save_checkpoint(path)
+        resume = self.resume_command or f"the same command with --ckpt_path {path}"
         rank_zero_info(
-            f"SIGTERM: saved {path} at step {trainer.global_step}; resume with --ckpt_path last"
+            f"SIGTERM: saved {path} at step {trainer.global_step}; resume with: {resume}"
         )

@@ -32,6 +32,8 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from seglab.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
@@ -69,21 +71,21 @@ class Augment:
         for name in ("scale_range", "gamma"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or not 0 < value[0] <= value[1]:
-                raise ValueError(
+                raise ConfigError(
                     f"data.augment.{name} must be [low, high] with 0 < low <= high, got {list(value)}"
                 )
             setattr(self, name, value)
         if not 0 < self.max_class_ratio <= 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.augment.max_class_ratio must be in (0, 1], got {self.max_class_ratio}"
             )
         for name in ("brightness", "contrast", "saturation"):
             if getattr(self, name) < 0:
-                raise ValueError(f"data.augment.{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"data.augment.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.hue <= 0.5:
-            raise ValueError(f"data.augment.hue must be in [0, 0.5], got {self.hue}")
+            raise ConfigError(f"data.augment.hue must be in [0, 0.5], got {self.hue}")
         if not 0 <= self.blur_prob <= 1:
-            raise ValueError(f"data.augment.blur_prob must be in [0, 1], got {self.blur_prob}")
+            raise ConfigError(f"data.augment.blur_prob must be in [0, 1], got {self.blur_prob}")
 
 
 @dataclass
@@ -122,7 +124,7 @@ class BatchAugment:
     ) -> None:
         self.augment = a = augment or Augment()
         if len(mean) != len(std) or min(std) <= 0:
-            raise ValueError(f"data.mean and data.std must be as long, std > 0: {mean}, {std}")
+            raise ConfigError(f"data.mean and data.std must be as long, std > 0: {mean}, {std}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         # The ranges of the 12 uniform draws per sample: flip, 4 order keys, then ColorJitter's
         # factor ranges ([max(0, 1 - x), 1 + x]; hue [-hue, hue]), gamma, blur, sigma. An empty

@@ -17,7 +17,7 @@ sharing the file system) can open the cache while one builds it, and readers onl
 index. Workers receive only the index (offsets, shapes, names) and open the file read-only themselves.
 
 Masks are stored in the narrowest integer type that holds the class ids and ``ignore_index`` (uint8
-normally). ``seglab cache --config X.yaml`` builds the caches of a config ahead of training.
+normally). ``seglab cache --config X.yaml`` builds the caches of an experiment ahead of training.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from seglab.data.dataset import SegmentationDataset, check_sample
-from seglab.data.io import DataError
+from seglab.errors import DataError
 
 FORMAT = 1
 _ALIGN = 64
@@ -245,29 +245,3 @@ def _build(
         f"{len(samples) - decoded} unchanged, {offset / 2**20:.1f} MiB"
     )
     return index
-
-
-def main(argv: list[str]) -> int:
-    """``seglab cache --config X.yaml [--splits train val]``: build the caches ahead of training."""
-    from jsonargparse import ArgumentParser
-
-    from seglab.check_data import load_datamodule
-
-    parser = ArgumentParser(
-        prog="seglab cache", description="Decode a config's splits into data.cache_dir."
-    )
-    parser.add_argument("--config", required=True, help="experiment YAML with data.cache_dir set")
-    parser.add_argument("--splits", type=list[str], default=["train", "val"])
-    parser.add_argument("--cache_dir", type=str | None, default=None, help="overrides the config's")
-    args = parser.parse_args(argv)
-    dm = load_datamodule(args.config)
-    if args.cache_dir:
-        dm.cache_dir = args.cache_dir
-    if not dm.cache_dir:
-        raise SystemExit(f"{args.config}: set data.init_args.cache_dir (or pass --cache_dir)")
-    for split in args.splits:
-        if split not in ("train", "val", "test"):
-            raise SystemExit(f"--splits: {split!r} is not one of train, val, test")
-        cache = dm.dataset(split).cache
-        print(f"{split}: {len(cache)} samples cached in {cache.directory}")
-    return 0

@@ -22,6 +22,7 @@ from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
 from seglab.data.transforms import TrainTransform, eval_transform, train_transform
+from seglab.errors import ConfigError
 
 Split = Literal["train", "val", "test"]
 
@@ -91,13 +92,13 @@ class SegmentationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
         if len(self.crop_size) != 2 or min(self.crop_size) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.crop_size must be a positive int or [height, width], got {crop_size}"
             )
         self.augment = augment or Augment()
@@ -106,7 +107,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         if prefetch_factor < 1:
-            raise ValueError(f"data.prefetch_factor must be at least 1, got {prefetch_factor}")
+            raise ConfigError(f"data.prefetch_factor must be at least 1, got {prefetch_factor}")
         self.prefetch_factor = prefetch_factor
         self.predict_dir = predict_dir
         self.cache_dir = cache_dir
@@ -118,7 +119,7 @@ class SegmentationDataModule(L.LightningDataModule):
             or len(set(self.train_splits)) != len(self.train_splits)
             or any(s not in get_args(Split) for s in self.train_splits)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"data.train_splits must list distinct splits among {list(get_args(Split))}, "
                 f"got {list(train_splits)}"
             )
@@ -129,7 +130,11 @@ class SegmentationDataModule(L.LightningDataModule):
         self._sample_weights: Tensor | None = None  # rare-class sampling's, once computed
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
-        raise NotImplementedError
+        raise ConfigError(
+            f"data: {type(self).__name__} has no {split} split of its own; give a data module "
+            "(--config, or --data seglab.FolderDataModule --data.root DIR ...), or predict a "
+            "folder with --data.predict_dir"
+        )
 
     def dataset(self, split: Split) -> Dataset:
         """One split's dataset, built once: ``train`` with the training transform, the others with

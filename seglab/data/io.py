@@ -10,12 +10,10 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
+from seglab.errors import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-
-
-class DataError(ValueError):
-    """A sample that cannot be used; the message names the file and what is wrong with it."""
 
 
 def read_image(path: str | Path) -> Tensor:

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from seglab.errors import ConfigError, DataError
+
 
 @dataclass
 class RareClassSampling:
@@ -36,7 +38,7 @@ class RareClassSampling:
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"data.rare_class_sampling.temperature must be > 0, got {self.temperature}"
             )
 
@@ -48,7 +50,7 @@ class RareClassSampling:
         present = counts > 0
         total = counts.sum(0)
         if total.sum() == 0:
-            raise ValueError("data.rare_class_sampling: the training set has no labelled pixel")
+            raise DataError("data.rare_class_sampling: the training set has no labelled pixel")
         freq = total / total.sum()
         logits = ((1 - freq) / self.temperature).masked_fill(total == 0, float("-inf"))
         class_prob = torch.softmax(logits, dim=0)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.errors import ConfigError
+
 
 def class_target(logits: Tensor, class_index: int) -> Tensor:
     """Per-image sum of the class logit over the pixels predicted as that class; where no pixel is
@@ -57,7 +59,7 @@ def resolve_layer(model: nn.Module, path: str | None) -> nn.Module:
         return model.get_submodule(path)
     except AttributeError:
         names = [n for n, _ in model.named_modules() if n and n.count(".") < 2][:30]
-        raise ValueError(
+        raise ConfigError(
             f"--layer: the model has no module {path!r}; some of its modules: {', '.join(names)}"
         ) from None
 
@@ -121,3 +123,27 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarr
     """The heat map's colours blended over an RGB ``uint8`` image ``(H, W, 3)``."""
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colormap(heat).astype(np.float32)
     return blended.round().astype(np.uint8)
+
+
+def explain_image(
+    module: nn.Module,
+    image: Tensor,
+    target_class: int,
+    layer: str | None = None,
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+    std: tuple[float, ...] = (0.229, 0.224, 0.225),
+) -> dict[str, np.ndarray]:
+    """``gradcam`` and ``saliency`` maps ``(H, W)`` in [0, 1] of a ``uint8`` image ``(3, H, W)``
+    for a segmentation module (with the network as ``module.model``), normalised as it was trained."""
+    module.eval()
+    param = next(module.parameters())
+    x = image.float().div(255).to(param.device)
+    x = (
+        (x - torch.tensor(mean, device=x.device)[:, None, None])
+        / torch.tensor(std, device=x.device)[:, None, None]
+    )[None]
+    cam = grad_cam(
+        module.model, x, target_class, resolve_layer(module.model, layer), forward=module
+    )
+    saliency = input_saliency(module, x, target_class)
+    return {"gradcam": cam[0].cpu().numpy(), "saliency": saliency[0].cpu().numpy()}

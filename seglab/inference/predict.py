@@ -9,8 +9,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from seglab.inference.sliding_window import Forward, sliding_window
-from seglab.inference.tta import tta_logits, tta_passes
+from seglab.errors import ConfigError
+from seglab.inference.sliding_window import Forward, check_tiling, sliding_window
+from seglab.inference.tta import check_scales, tta_logits, tta_passes
 
 
 @dataclass
@@ -40,6 +41,14 @@ class Inference:
     vflip: bool = False
     scales: tuple[float, ...] = (1.0,)
 
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ConfigError(f"model.inference.mode must be whole or slide, got {self.mode!r}")
+        check_tiling(
+            self.tile_size, self.overlap, self.stride, self.weighting, self.tile_batch_size
+        )
+        check_scales(self.scales)
+
     @property
     def passes(self) -> int:
         """Predictions averaged per image by test-time augmentation."""
@@ -64,8 +73,6 @@ def predict_logits(forward: Forward, image: Tensor, settings: Inference | None =
             weighting=settings.weighting,
             tile_batch_size=settings.tile_batch_size,
         )
-    elif settings.mode != "whole":
-        raise ValueError(f"model.inference.mode must be whole or slide, got {settings.mode!r}")
     if settings.passes == 1 and tuple(settings.scales) == (1.0,):
         return forward(image)
     return tta_logits(forward, image, settings.hflip, settings.vflip, settings.scales)

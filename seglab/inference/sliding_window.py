@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seglab.errors import ConfigError
+
 Forward = Callable[[Tensor], Tensor]
 
 
@@ -33,8 +35,6 @@ def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
     """Offsets of the tiles along one axis: every ``stride`` pixels, the last one flush with the edge."""
-    if tile < 1 or stride < 1:
-        raise ValueError(f"tile size and stride must be positive, got tile={tile}, stride={stride}")
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile + 1, stride))
@@ -49,9 +49,31 @@ def tile_stride(
     """The step between tiles: ``stride`` when given, else ``tile * (1 - overlap)``."""
     if stride is not None:
         return pair(stride)
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"model.inference.overlap must be in [0, 1), got {overlap}")
     return tuple(max(1, round(t * (1.0 - overlap))) for t in tile_size)  # type: ignore[return-value]
+
+
+def check_tiling(
+    tile_size: int | tuple[int, int],
+    overlap: float,
+    stride: int | tuple[int, int] | None,
+    weighting: str,
+    tile_batch_size: int,
+) -> None:
+    """Refuses settings that cannot tile an image, naming the ``model.inference`` option."""
+    if min(pair(tile_size)) < 1:
+        raise ConfigError(f"model.inference.tile_size must be positive, got {tile_size}")
+    if stride is not None and min(pair(stride)) < 1:
+        raise ConfigError(f"model.inference.stride must be positive, got {stride}")
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"model.inference.overlap must be in [0, 1), got {overlap}")
+    if weighting not in ("uniform", "gaussian"):
+        raise ConfigError(
+            f"model.inference.weighting must be uniform or gaussian, got {weighting!r}"
+        )
+    if tile_batch_size < 1:
+        raise ConfigError(
+            f"model.inference.tile_batch_size must be at least 1, got {tile_batch_size}"
+        )
 
 
 def gaussian_weights(tile_size: tuple[int, int], sigma_scale: float = 0.125) -> Tensor:
@@ -108,14 +130,7 @@ def sliding_window(
         weighting: ``uniform`` or ``gaussian`` averaging of overlapping logits.
         tile_batch_size: tiles per forward pass.
     """
-    if weighting not in ("uniform", "gaussian"):
-        raise ValueError(
-            f"model.inference.weighting must be uniform or gaussian, got {weighting!r}"
-        )
-    if tile_batch_size < 1:
-        raise ValueError(
-            f"model.inference.tile_batch_size must be at least 1, got {tile_batch_size}"
-        )
+    check_tiling(tile_size, overlap, stride, weighting, tile_batch_size)
     th, tw = pair(tile_size)
     sh, sw = tile_stride((th, tw), overlap, stride)
     h, w = image.shape[-2:]

@@ -14,12 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seglab.errors import ConfigError
+
 Forward = Callable[[Tensor], Tensor]
 
 
 def tta_views(hflip: bool, vflip: bool) -> list[tuple[int, ...]]:
     """The flips as the dims to flip: none, width (horizontal), height (vertical)."""
     return [(), *([(-1,)] if hflip else []), *([(-2,)] if vflip else [])]
+
+
+def check_scales(scales: Sequence[float]) -> None:
+    if not scales or any(s <= 0 for s in scales):
+        raise ConfigError(f"model.inference.scales must be positive factors, got {list(scales)}")
 
 
 def tta_passes(hflip: bool = False, vflip: bool = False, scales: Sequence[float] = (1.0,)) -> int:
@@ -43,8 +50,7 @@ def tta_logits(
         hflip, vflip: add horizontally / vertically flipped passes.
         scales: resize factors of the input; 1.0 is the original size.
     """
-    if not scales or any(s <= 0 for s in scales):
-        raise ValueError(f"model.inference.scales must be positive factors, got {list(scales)}")
+    check_scales(scales)
     h, w = image.shape[-2:]
     probs: Tensor | None = None
     for scale in scales:

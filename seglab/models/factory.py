@@ -12,6 +12,7 @@ from typing import Any, Literal
 import segmentation_models_pytorch as smp
 from torch import nn
 
+from seglab.errors import ConfigError
 from seglab.models.classic import CLASSIC_ARCHS, create_classic_model
 from seglab.models.weights import (
     is_weights_file,
@@ -56,7 +57,7 @@ def create_model(
             arch, encoder_name, encoder_weights, in_channels, num_classes, **kwargs
         )
     if arch not in SMP_ARCHS:
-        raise ValueError(
+        raise ConfigError(
             f"model.arch: unknown architecture {arch!r}; choose from {', '.join(SMP_ARCHS)}"
         )
     check_encoder_name(encoder_name)
@@ -85,12 +86,12 @@ def check_encoder_name(encoder_name: str) -> None:
         import timm
 
         if not timm.is_model(encoder_name[3:]):
-            raise ValueError(
+            raise ConfigError(
                 f"model.encoder_name: timm has no model {encoder_name[3:]!r}; "
                 "list them with `python -c \"import timm; print(timm.list_models('*resnet*'))\"`"
             )
     elif encoder_name not in smp.encoders.get_encoder_names():
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder_name: unknown encoder {encoder_name!r}; use a timm model as "
             f"'tu-<name>' or one of smp's: {', '.join(sorted(smp.encoders.get_encoder_names()))}"
         )

@@ -12,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from seglab.compat import ddp_finds_unused_parameters
+from seglab.errors import CheckpointError, ConfigError
 from seglab.inference import Inference, predict_logits
 from seglab.losses import CombinedLoss, LossName
 from seglab.metrics import ConfusionMatrix, metric_dict
@@ -66,7 +68,7 @@ class SegmentationModule(L.LightningModule):
         arch: Arch = "unet",
         encoder_name: str = "resnet34",
         encoder_weights: str | None = None,
-        num_classes: int = 2,
+        num_classes: int | None = None,
         class_names: list[str] | None = None,
         in_channels: int = 3,
         loss: LossName | dict[LossName, float] = "ce",
@@ -91,14 +93,7 @@ class SegmentationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["inference", "channels_last", "compile"])
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"model.class_names has {len(class_names)} names but num_classes is {num_classes}"
-            )
-        if class_weights is not None and len(class_weights) != num_classes:
-            raise ValueError(
-                f"model.class_weights has {len(class_weights)} values but num_classes is {num_classes}"
-            )
+        check_settings(self.hparams)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.model = create_model(
             arch, encoder_name, encoder_weights, in_channels, num_classes, **(model_kwargs or {})
@@ -281,7 +276,7 @@ class SegmentationModule(L.LightningModule):
         saved = checkpoint.get("hyper_parameters", {})
         for key in ("arch", "encoder_name", "num_classes", "in_channels"):
             if key in saved and saved[key] != self.hparams[key]:
-                raise ValueError(
+                raise CheckpointError(
                     f"--ckpt_path: the checkpoint was trained with model.{key}={saved[key]!r}, "
                     f"but this run has model.{key}={self.hparams[key]!r}"
                 )
@@ -300,12 +295,8 @@ class SegmentationModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         strategy = self.trainer.strategy
-        if (
-            self.hparams.freeze_encoder_epochs > 0
-            and isinstance(strategy, L.pytorch.strategies.DDPStrategy)
-            and not strategy._ddp_kwargs.get("find_unused_parameters", False)
-        ):
-            raise ValueError(
+        if self.hparams.freeze_encoder_epochs > 0 and not ddp_finds_unused_parameters(strategy):
+            raise ConfigError(
                 "model.freeze_encoder_epochs > 0 under DDP needs "
                 "trainer.strategy: ddp_find_unused_parameters_true (frozen weights get no gradient)"
             )
@@ -332,3 +323,34 @@ class SegmentationModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def check_settings(hp: Mapping[str, Any]) -> None:
+    """Refuses settings that cannot train, naming the option, before anything is built."""
+    n = hp["num_classes"]
+    if n is None:
+        raise ConfigError(
+            "model.num_classes is not set: give it, or train with a data module that has "
+            "num_classes (the seglab command takes it from the data)"
+        )
+    if n < 1:
+        raise ConfigError(f"model.num_classes must be at least 1, got {n}")
+    for key in ("class_names", "class_weights"):
+        if hp[key] is not None and len(hp[key]) != n:
+            raise ConfigError(f"model.{key} has {len(hp[key])} entries but num_classes is {n}")
+    if hp["class_weights"] is not None and min(hp["class_weights"]) < 0:
+        raise ConfigError(f"model.class_weights must not be negative, got {hp['class_weights']}")
+    positive = ("lr", "poly_power")
+    non_negative = ("backbone_lr_mult", "weight_decay", "warmup_steps", "freeze_encoder_epochs")
+    fractions = {"momentum": (0, 1), "label_smoothing": (0, 1), "min_lr_ratio": (0, 1)}
+    for key in positive:
+        if not hp[key] > 0:
+            raise ConfigError(f"model.{key} must be positive, got {hp[key]}")
+    for key in non_negative:
+        if hp[key] < 0:
+            raise ConfigError(f"model.{key} must not be negative, got {hp[key]}")
+    for key, (low, high) in fractions.items():
+        if not low <= hp[key] <= high:
+            raise ConfigError(f"model.{key} must be in [{low}, {high}], got {hp[key]}")
+    if hp["in_channels"] < 1:
+        raise ConfigError(f"model.in_channels must be at least 1, got {hp['in_channels']}")

@@ -13,12 +13,11 @@ timeout, or ``HF_HUB_OFFLINE=1``) fail at once with a message saying how to prov
 a hang or a retry loop deep inside the model constructor.
 
 ``seglab weights fetch --config X.yaml`` (on a login node) fills the cache, ``seglab weights list``
-shows it, ``seglab weights export`` writes a checkpoint as a standalone smp model directory.
+shows it.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import threading
@@ -30,14 +29,13 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from seglab.compat import hub_offline
+from seglab.errors import ConfigError, WeightsUnavailableError
+
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 # Classification heads of ImageNet checkpoints: an encoder has no place for them.
 CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.", "last_linear.", "head_dist.")
 PROBE_TIMEOUT_S = 3.0
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights that are neither cached nor downloadable from here."""
 
 
 def is_weights_file(encoder_weights: str | bool | None) -> bool:
@@ -52,7 +50,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a weights file; a Lightning checkpoint gives its ``state_dict``."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"model.encoder_weights: {path} does not exist")
+        raise ConfigError(f"model.encoder_weights: {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -63,7 +61,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             data = data[key]
             break
     if not isinstance(data, dict):
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder_weights: {path} holds a {type(data).__name__}, not tensors"
         )
     return {k: v for k, v in data.items() if isinstance(v, Tensor)}
@@ -109,7 +107,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
             problems.append(
                 f"{len(shapes)} shape mismatches (file vs encoder): {'; '.join(shapes[:5])}"
             )
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder_weights: {path} does not fit the encoder: " + "; ".join(problems)
         )
     encoder.load_state_dict(tensors, strict=False)
@@ -123,7 +121,7 @@ def weight_sources(encoder_name: str, encoder_weights: str) -> list[tuple[str, s
 
         cfg = timm.models.get_pretrained_cfg(encoder_name[3:])
         if cfg is None:
-            raise ValueError(
+            raise ConfigError(
                 f"model.encoder_name: timm has no pretrained weights for {encoder_name}"
             )
         if cfg.hf_hub_id:
@@ -131,12 +129,12 @@ def weight_sources(encoder_name: str, encoder_weights: str) -> list[tuple[str, s
             return [("hf", repo, revision or None)]
         if cfg.url:
             return [("url", cfg.url, None)]
-        raise ValueError(f"model.encoder_weights: timm has no download source for {encoder_name}")
+        raise ConfigError(f"model.encoder_weights: timm has no download source for {encoder_name}")
     import segmentation_models_pytorch as smp
 
     settings = smp.encoders.encoders[encoder_name]["pretrained_settings"]
     if encoder_weights not in settings:
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder_weights: encoder {encoder_name!r} has no weights {encoder_weights!r}; "
             f"choose from {sorted(settings)} or give a local file"
         )
@@ -183,19 +181,6 @@ def _host(kind: str, where: str) -> str:
 
 
 @contextmanager
-def hub_offline() -> Iterator[None]:
-    """Every Hugging Face hub request inside the block is refused, so files come from the cache."""
-    from huggingface_hub import constants
-
-    previous = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = previous
-
-
-@contextmanager
 def named_weights_available(
     encoder_name: str, encoder_weights: str | bool | None
 ) -> Iterator[None]:
@@ -221,22 +206,14 @@ def named_weights_available(
                 + ("HF_HUB_OFFLINE is set" if offline else f"{host} cannot be reached")
                 + ". Either fetch them where there is internet, into the cache this machine reads "
                 f"(HF_HOME={constants.HF_HOME}, TORCH_HOME={torch.hub.get_dir()}): "
-                "`seglab weights fetch --config <your experiment>.yaml`; or copy a weights file here "
+                "`seglab weights fetch` with the experiment's --config; or copy a weights file here "
                 "and pass its path: --model.encoder_weights /path/to/encoder.pth (.pth, "
                 ".safetensors or a seglab .ckpt); or train from scratch: --model.encoder_weights null."
             )
     yield
 
 
-# --- the `seglab weights` command -----------------------------------------------------------------
-def _model_section(config: str) -> dict:
-    import yaml
-
-    data = yaml.safe_load(Path(config).read_text()) or {}
-    model = data.get("model") or {}
-    return model.get("init_args", model) if isinstance(model, dict) else {}
-
-
+# --- cache management ---------------------------------------------------------------------------
 def fetch(encoder_name: str, encoder_weights: str) -> None:
     """Downloads a named weight set into the cache by building the encoder once."""
     import segmentation_models_pytorch as smp
@@ -263,32 +240,3 @@ def list_cached() -> list[str]:
     for path in sorted(checkpoints.glob("*")) if checkpoints.is_dir() else []:
         lines.append(f"url  {path.name}  {path.stat().st_size / 1e6:.1f} MB  {path}")
     return lines
-
-
-def main(argv: list[str]) -> int:
-    """``seglab weights fetch|list|export``."""
-    parser = argparse.ArgumentParser(prog="seglab weights", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_fetch = sub.add_parser("fetch", help="download the encoder weights experiments need")
-    p_fetch.add_argument("--config", action="append", required=True, help="experiment YAML")
-    sub.add_parser("list", help="list cached weights")
-    p_export = sub.add_parser("export", help="checkpoint -> standalone smp model directory")
-    p_export.add_argument("--ckpt_path", required=True)
-    p_export.add_argument("--output_dir", required=True)
-    args = parser.parse_args(argv)
-    if args.command == "fetch":
-        for config in args.config:
-            model = _model_section(config)
-            name, weights = model.get("encoder_name", "resnet34"), model.get("encoder_weights")
-            if weights is None or is_weights_file(weights):
-                print(f"{config}: {name} needs no download (encoder_weights: {weights})")
-                continue
-            fetch(name, weights)
-            print(f"{config}: cached {name} / {weights}")
-    elif args.command == "list":
-        print("\n".join(list_cached()) or "no cached weights")
-    else:
-        from seglab.models.hub import export_checkpoint
-
-        print(f"saved {export_checkpoint(args.ckpt_path, args.output_dir)}")
-    return 0

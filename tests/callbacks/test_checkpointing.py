@@ -74,7 +74,7 @@ def _config(tmp_path: Path, max_epochs: int) -> Path:
 def _fit(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "seglab.main", "fit", "--config", str(config), *extra],
+        [sys.executable, "-m", "seglab", "fit", "--config", str(config), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,8 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seglab.callbacks import BestModelArtifact, ClassMetricsReport, PredictionImages
 from seglab.callbacks.images import color_overlay
-from seglab.data import SegmentationDataModule
-from seglab.main import SeglabCLI
+from seglab.cli import SeglabCLI
 from seglab.models import SegmentationModule
 from tests.conftest import TINY
 
@@ -36,9 +35,7 @@ def test_bad_options_are_named():
 
 
 def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
-    cli = SeglabCLI(
-        SegmentationModule, SegmentationDataModule, subclass_mode_data=True, args=TINY, run=False
-    )
+    cli = SeglabCLI(args=TINY, run=False)
     csv_logger = CSVLogger(tmp_path, name="csv")
     tb_logger = TensorBoardLogger(tmp_path, name="tb")
     trainer = L.Trainer(

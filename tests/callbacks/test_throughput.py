@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from seglab.callbacks import Throughput
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import TINY
 
 BATCH = 4

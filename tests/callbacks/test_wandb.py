@@ -10,7 +10,7 @@ import pytest
 import wandb
 from wandb.proto import wandb_internal_pb2 as pb
 
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import TINY
 
 

@@ -11,10 +11,10 @@ from lightning import Trainer
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from seglab.cli import main
 from seglab.data import BatchAugment, SyntheticDataModule
 from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, AugmentParams
 from seglab.data.transforms import train_transform
-from seglab.main import main
 from seglab.models.module import SegmentationModule
 from tests.conftest import TINY
 

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from seglab.cli import main
 from seglab.data.io import DataError
-from seglab.main import main
 from tests.conftest import TINY
 
 
@@ -53,7 +53,7 @@ def _metrics(log_dir: Path, prefix: str) -> dict[str, float]:
 def _seglab(args: list[str], cwd: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
-        [sys.executable, "-m", "seglab.main", *args],
+        [sys.executable, "-m", "seglab", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -117,7 +117,7 @@ def test_validation_inside_ddp_fit_matches_a_single_process_validate(tmp_path):
         ],
         cwd=tmp_path,
     )  # fmt: skip
-    (ckpt,) = (tmp_path / "fit").rglob("last.ckpt")
+    (ckpt,) = (tmp_path / "run").rglob("last.ckpt")
     _seglab(
         [
             "validate", *data, *run,

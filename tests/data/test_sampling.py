@@ -12,10 +12,10 @@ from lightning.pytorch.trainer.states import RunningStage
 from PIL import Image
 
 from seglab import FolderDataModule
+from seglab.cli import main
 from seglab.data.augment import Augment
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
-from seglab.main import main
 from tests.conftest import TINY
 
 RARE = 2

@@ -7,10 +7,8 @@ from lightning.pytorch.loggers import Logger
 from PIL import Image
 
 from seglab.callbacks import ExplainImages
-from seglab.data import SegmentationDataModule
-from seglab.main import SeglabCLI, main
-from seglab.models import SegmentationModule
-from tests.conftest import TINY
+from seglab.cli import SeglabCLI, main
+from tests.conftest import TINY, user_error
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +36,7 @@ def test_explain_writes_non_constant_heat_maps_of_the_image_size(checkpoint, tmp
             "--output_dir",
             str(tmp_path / "out"),
         ]
-    )
+    ).written
     assert set(written) == {"gradcam", "gradcam_raw", "saliency", "saliency_raw"}
     for kind in ("gradcam", "saliency"):
         overlay = np.array(Image.open(written[kind]))
@@ -47,13 +45,12 @@ def test_explain_writes_non_constant_heat_maps_of_the_image_size(checkpoint, tmp
         assert heat.std() > 0, f"{kind} map is constant"
 
 
-def test_explain_names_the_bad_option(checkpoint, tmp_path):
+def test_explain_names_the_bad_option(checkpoint, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     args = ["explain", "--ckpt_path", checkpoint, "--image", str(tmp_path / "a.png")]
-    with pytest.raises(ValueError, match=r"--class: 'zebra'.*circle"):
-        main([*args, "--class", "zebra"])
-    with pytest.raises(ValueError, match=r"--layer: the model has no module 'encoder.nope'"):
-        main([*args, "--class", "circle", "--layer", "encoder.nope"])
+    user_error([*args, "--class", "zebra"], capsys, 2, "--class: 'zebra'", "circle")
+    layer = [*args, "--class", "circle", "--layer", "encoder.nope"]
+    user_error(layer, capsys, 2, "--layer: the model has no module 'encoder.nope'")
 
 
 class ImageLogger(Logger):
@@ -77,9 +74,7 @@ class ImageLogger(Logger):
 
 
 def test_callback_logs_heat_maps_through_log_image_every_n_epochs():
-    cli = SeglabCLI(
-        SegmentationModule, SegmentationDataModule, subclass_mode_data=True, args=TINY, run=False
-    )
+    cli = SeglabCLI(args=TINY, run=False)
     logger = ImageLogger()
     callback = ExplainImages("circle", num_images=2, every_n_epochs=2)
     trainer = L.Trainer(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import TINY
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seglab.cli import main
 from seglab.inference.export import run_exported
-from seglab.main import main
 from seglab.models import SegmentationModule
+from tests.conftest import user_error
 
 pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.slow
 def test_exported_models_match_pytorch_on_two_input_sizes(checkpoint, tmp_path):
-    written = main(["export", "--ckpt_path", str(checkpoint), "--output_dir", str(tmp_path)])
+    export = ["export", "--ckpt_path", str(checkpoint), "--output_dir", str(tmp_path)]
+    written = main(export).written
     assert set(written) == {"onnx", "torchscript"}
     module = SegmentationModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     for shape in [(1, 3, 64, 64), (2, 3, 45, 67)]:  # batch, height and width are all dynamic
@@ -28,20 +30,8 @@ def test_exported_models_match_pytorch_on_two_input_sizes(checkpoint, tmp_path):
 
 
 def test_unknown_formats_and_missing_checkpoints_are_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(
-            [
-                "export",
-                "--ckpt_path",
-                "x.ckpt",
-                "--output_dir",
-                str(tmp_path),
-                "--formats",
-                "tflite",
-            ]
-        )
-    assert "tflite" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
-        main(
-            ["export", "--ckpt_path", str(tmp_path / "missing.ckpt"), "--output_dir", str(tmp_path)]
-        )
+    args = ["export", "--ckpt_path", "x.ckpt", "--output_dir", str(tmp_path)]
+    user_error([*args, "--formats", "tflite"], capsys, 2, "formats", "tflite")
+    missing = str(tmp_path / "missing.ckpt")
+    args = ["export", "--ckpt_path", missing, "--output_dir", str(tmp_path)]
+    user_error(args, capsys, 2, missing)

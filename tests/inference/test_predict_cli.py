@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.main import main
+from seglab.cli import main
 from tests.conftest import TINY
 from tests.inference.conftest import write_images
 
@@ -89,11 +89,12 @@ def test_existing_outputs_are_refused_unless_overwrite(checkpoint, tmp_path):
     assert np.array(Image.open(out / "x.png")).shape == (45, 67)
 
 
-def test_a_listed_image_that_does_not_exist_is_named(checkpoint, tmp_path):
+def test_a_listed_image_that_does_not_exist_is_named(checkpoint, tmp_path, capsys):
     write_images(tmp_path / "images", {"a": (45, 67)})
     (tmp_path / "images" / "list.txt").write_text("a\nghost\n")
-    with pytest.raises(ValueError, match=r"list\.txt:2.*ghost"):
+    with pytest.raises(SystemExit):
         predict(checkpoint, tmp_path / "images" / "list.txt", tmp_path / "out")
+    assert "list.txt:2: no image file for 'ghost'" in capsys.readouterr().err
 
 
 def test_validate_logs_tta_passes_with_sliding_window_metrics(checkpoint):

@@ -81,9 +81,10 @@ def test_images_smaller_than_a_tile_are_padded_and_cropped_back(unet):
     assert logits.shape == (1, 3, 45, 67) and torch.isfinite(logits).all()
 
 
-def test_accumulates_in_host_memory_when_the_device_is_full(monkeypatch):
-    model = nn.Conv2d(3, 4, kernel_size=1).eval()
-    image = torch.randn(1, 3, 40, 40)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_accumulates_in_host_memory_when_the_device_is_full(monkeypatch, device):
+    model = nn.Conv2d(3, 4, kernel_size=1).eval().to(device)
+    image = torch.randn(1, 3, 40, 40, device=device)
     expected = model(image)
     real_zeros, calls = torch.zeros, []
 
@@ -98,6 +99,7 @@ def test_accumulates_in_host_memory_when_the_device_is_full(monkeypatch):
         stitched = sliding_window(model, image, tile_size=16, overlap=0.25)
     monkeypatch.undo()
     assert calls[-1] == torch.device("cpu")
+    assert stitched.device == image.device
     torch.testing.assert_close(stitched, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -96,14 +96,14 @@ def test_frozen_encoder_keeps_weights_and_norm_statistics_then_unfreezes():
 
 
 def test_class_names_must_match_num_classes():
-    with pytest.raises(ValueError, match="class_names has 2 names but num_classes is 3"):
+    with pytest.raises(ValueError, match="class_names has 2 entries but num_classes is 3"):
         _module(class_names=["a", "b"])
 
 
 def test_unknown_architecture_and_encoder_name_the_choices():
     with pytest.raises(ValueError, match=r"unknown architecture 'unett'.*unet, unetplusplus"):
-        SegmentationModule(arch="unett")
+        SegmentationModule(arch="unett", num_classes=2)
     with pytest.raises(ValueError, match=r"unknown encoder 'resnet19'.*resnet18"):
-        SegmentationModule(encoder_name="resnet19")
+        SegmentationModule(encoder_name="resnet19", num_classes=2)
     with pytest.raises(ValueError, match="timm has no model 'nope'"):
-        SegmentationModule(encoder_name="tu-nope")
+        SegmentationModule(encoder_name="tu-nope", num_classes=2)

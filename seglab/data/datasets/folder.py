@@ -30,6 +30,7 @@ from seglab.data.io import (
     read_mask,
     read_rgb_mask,
 )
+from seglab.errors import ConfigError
 
 
 def _files_by_stem(directory: Path, what: str) -> dict[str, Path]:
@@ -147,30 +148,32 @@ class FolderDataModule(SegmentationDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if num_classes < 1:
+            raise ConfigError(f"data.num_classes must be at least 1, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"data.class_names has {len(class_names)} names but data.num_classes is {num_classes}"
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise DataError(f"data.root: {self.root} is not a directory")
+            raise ConfigError(f"data.root: {self.root} is not a directory")
         self.num_classes = num_classes
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.image_dir, self.mask_dir, self.list_file = image_dir, mask_dir, list_file
         if palette is not None:
             palette = [tuple(c) for c in palette]
             if len(palette) != num_classes:
-                raise ValueError(
+                raise ConfigError(
                     f"data.palette has {len(palette)} colours but data.num_classes is {num_classes}"
                 )
             if len(set(palette)) != len(palette) or (
                 ignore_color and tuple(ignore_color) in palette
             ):
-                raise ValueError(
+                raise ConfigError(
                     "data.palette: every class (and ignore_color) needs its own colour"
                 )
         elif ignore_color is not None:
-            raise ValueError("data.ignore_color needs data.palette (colour masks)")
+            raise ConfigError("data.ignore_color needs data.palette (colour masks)")
         self.palette = palette
         self.ignore_color = tuple(ignore_color) if ignore_color is not None else None
 

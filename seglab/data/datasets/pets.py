@@ -25,6 +25,7 @@ from seglab.data.datamodule import SegmentationDataModule, Split
 from seglab.data.datasets.folder import FolderDataset
 from seglab.data.download import Resource, download_and_extract
 from seglab.data.io import DataError
+from seglab.errors import ConfigError
 
 RESOURCES = [
     Resource(
@@ -106,7 +107,7 @@ class OxfordPetsDataModule(SegmentationDataModule):
     ) -> None:
         super().__init__(**kwargs)
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         self.root = Path(root).expanduser()
         self.boundary = boundary
         self.val_fraction = val_fraction

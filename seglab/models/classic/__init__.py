@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from seglab.errors import ConfigError
 from seglab.models.classic.fcn import FCN, fcn8s, fcn16s, fcn32s
 from seglab.models.classic.segnet import SegNet, segnet
 from seglab.models.classic.unet import UNet, unet_original
@@ -34,9 +35,9 @@ def create_classic_model(
             **kwargs,
         )
     if arch not in ("segnet", "unet_original"):
-        raise ValueError(f"model.arch: {arch!r} is not one of {', '.join(CLASSIC_ARCHS)}")
+        raise ConfigError(f"model.arch: {arch!r} is not one of {', '.join(CLASSIC_ARCHS)}")
     if encoder_weights is not None:
-        raise ValueError(
+        raise ConfigError(
             f"model.encoder_weights: {arch} has its own randomly initialised encoder; "
             f"set encoder_weights: null (got {encoder_weights!r})"
         )

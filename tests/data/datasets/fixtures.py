@@ -176,7 +176,7 @@ def write_camvid(
 def fast_dev_run(experiment: str, root: Path, *overrides: str):
     """Runs ``seglab fit`` of ``experiments/<experiment>.yaml`` for one step on a miniature dataset:
     the YAML's own model with random weights, tiny crops and batches, no W&B."""
-    from seglab.main import main
+    from seglab.cli import main
 
     repo = Path(__file__).resolve().parents[3]
     return main(

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seglab.main import main
+from seglab.cli import main
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[3] / "experiments").glob("*.yaml"))
 

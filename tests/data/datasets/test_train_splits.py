@@ -19,8 +19,8 @@ from seglab import (
     SyntheticDataModule,
     VOCDataModule,
 )
-from seglab.check_data import check
-from seglab.main import main
+from seglab.cli import main
+from seglab.data.checks import check
 from tests.conftest import TINY, write_folder_dataset
 from tests.data.datasets.fixtures import (
     write_ade20k,

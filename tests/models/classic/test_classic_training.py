@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seglab.main import main
+from seglab.cli import main
 from seglab.metrics import ConfusionMatrix, scores_from_confusion
 from seglab.models import SegmentationModule
 from seglab.models.classic import CLASSIC_ARCHS

@@ -49,4 +49,6 @@ def test_mismatched_depths_and_widths_are_refused():
 
 def test_pretrained_weights_are_refused():
     with pytest.raises(ValueError, match="encoder_weights"):
-        SegmentationModule(arch="segnet", encoder_weights="imagenet", model_kwargs=TINY)
+        SegmentationModule(
+            arch="segnet", encoder_weights="imagenet", num_classes=2, model_kwargs=TINY
+        )

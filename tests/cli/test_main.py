@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seglab.main import main
+from seglab.cli import main
 from seglab.models.factory import SMP_ARCHS
 from tests.conftest import TINY
 

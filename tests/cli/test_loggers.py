@@ -7,14 +7,16 @@ import os
 
 import pytest
 import wandb
+from jsonargparse import Namespace
 
-from seglab.data import SegmentationDataModule
-from seglab.loggers import offline_without_credentials, wandb_credentials_configured
-from seglab.main import SeglabCLI
-from seglab.models import SegmentationModule
+from seglab.cli import SeglabCLI
+from seglab.cli.loggers import offline_without_credentials
+from seglab.compat import wandb_credentials_configured
 from tests.conftest import TINY
 
-WANDB = {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"save_dir": "runs"}}
+WANDB = Namespace(
+    class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(save_dir="runs")
+)
 
 
 @pytest.fixture
@@ -52,7 +54,9 @@ def test_a_netrc_key_or_a_chosen_mode_is_left_alone(no_credentials, monkeypatch)
 
 
 def test_other_loggers_are_not_touched(no_credentials):
-    csv = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "x"}}
+    csv = Namespace(
+        class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir="x")
+    )
     for logger in (None, False, True, csv, [csv]):
         assert offline_without_credentials(logger) is None
     assert "WANDB_MODE" not in os.environ
@@ -62,9 +66,6 @@ def test_the_cli_starts_a_wandb_run_offline_without_a_key(no_credentials, tmp_pa
     args = [a for a in TINY]
     del args[args.index("--trainer.logger") : args.index("--trainer.logger") + 2]
     cli = SeglabCLI(
-        SegmentationModule,
-        SegmentationDataModule,
-        subclass_mode_data=True,
         run=False,
         args=[
             *args,

@@ -6,8 +6,8 @@ import yaml
 from PIL import Image
 
 from seglab import DataError, FolderDataModule
-from seglab.main import main
-from tests.conftest import TINY_RUN, write_folder_dataset
+from seglab.cli import main
+from tests.conftest import TINY_RUN, user_error, write_folder_dataset
 
 
 def _dm(root) -> FolderDataModule:
@@ -75,32 +75,34 @@ def test_empty_split(tmp_path):
         _dm(root).setup("fit")
 
 
-def test_training_stops_on_a_bad_sample_naming_the_file(root):
+def test_training_stops_on_a_bad_sample_naming_the_file(root, capsys):
     mask = np.full((40, 48), 7, np.uint8)
     Image.fromarray(mask).save(root / "val/masks/img001.png")
-    with pytest.raises(DataError, match=r"val/images/img001\.png: mask has values \[7\]"):
-        main(
-            [
-                "fit",
-                *TINY_RUN,
-                "--trainer.fast_dev_run",
-                "2",
-                "--data",
-                "seglab.FolderDataModule",
-                "--data.root",
-                str(root),
-                "--data.num_classes",
-                "3",
-                "--data.num_workers",
-                "0",
-                "--data.batch_size",
-                "2",
-                "--data.eval_batch_size",
-                "1",
-                "--data.crop_size",
-                "32",
-            ]
-        )
+    user_error(
+        [
+            "fit",
+            *TINY_RUN,
+            "--trainer.fast_dev_run",
+            "2",
+            "--data",
+            "seglab.FolderDataModule",
+            "--data.root",
+            str(root),
+            "--data.num_classes",
+            "3",
+            "--data.num_workers",
+            "0",
+            "--data.batch_size",
+            "2",
+            "--data.eval_batch_size",
+            "1",
+            "--data.crop_size",
+            "32",
+        ],
+        capsys,
+        1,
+        "val/images/img001.png: mask has values [7]",
+    )
 
 
 def test_check_data_reports_every_problem_in_one_run_then_a_histogram(tmp_path, capsys):
@@ -151,5 +153,5 @@ def test_check_data_passes_a_clean_dataset(tmp_path, capsys):
             }
         )
     )
-    assert main(["check-data", "--config", str(config)]) == 0
+    main(["check-data", "--config", str(config)])  # no SystemExit: status 0
     assert "No problems in train, val, test" in capsys.readouterr().out

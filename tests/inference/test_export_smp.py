@@ -1,7 +1,7 @@
 import segmentation_models_pytorch as smp
 import torch
 
-from seglab.main import main
+from seglab.cli import main
 from seglab.models.module import SegmentationModule
 
 
@@ -17,9 +17,10 @@ def test_checkpoint_exports_to_a_standalone_smp_directory(tmp_path):
         },
         ckpt,
     )
-    main(["weights", "export", "--ckpt_path", str(ckpt), "--output_dir", str(tmp_path / "model")])
-    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "model").iterdir()}
-    model = smp.from_pretrained(str(tmp_path / "model")).eval()  # no seglab involved
+    out = tmp_path / "exported"
+    main(["export", "--ckpt_path", str(ckpt), "--output_dir", str(out), "--formats", "smp"])
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (out / "smp").iterdir()}
+    model = smp.from_pretrained(str(out / "smp")).eval()  # no seglab involved
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model(x), module(x), atol=1e-5)

@@ -1,0 +1,352 @@
+"""The experiment parser every ``seglab`` command shares.
+
+``SeglabCLI`` is LightningCLI with seglab's contracts: any ``LightningDataModule`` by class path, the
+data deciding the classes and the model deciding what is ignored (each set once), a run directory per
+experiment with a fixed checkpoint folder, a checked ``--ckpt_path`` (``last`` included), crash-safe
+checkpoint writes, and one-line errors for configuration mistakes. ``ExperimentCommand`` reuses the
+same parser for the commands that read an experiment without training (``check-data``, ``cache``,
+``weights``, ``export``, ``explain``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+
+from seglab.callbacks import BestMetricsTable, Throughput
+from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
+from seglab.cli.config import entries_of
+from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
+from seglab.cli.runs import (
+    checkpoint_directories,
+    default_checkpoint,
+    find_last_checkpoint,
+    read_checkpoint,
+    run_directory,
+)
+from seglab.compat import LightningCLIHooks
+from seglab.data import SegmentationDataModule
+from seglab.errors import CheckpointError, ConfigError
+from seglab.inference.writer import add_prediction_arguments, attach_prediction_writer
+from seglab.models import SegmentationModule
+
+DEBUG_VARIABLE = "SEGLAB_DEBUG"  # set to 1 for full tracebacks and parser messages
+# Without --config or --data, prediction reads --data.predict_dir with the base data module.
+DEFAULT_DATA = "seglab.data.SegmentationDataModule"
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+
+
+def condense_parse_error(message: str) -> str:
+    """jsonargparse's message for a bad value, cut to the option and the decisive reason: for a
+    value that fits none of a union's types, the problem with the class that was named."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return message
+    key = re.match(r'Parser key "([^"]+)":?(.*)', lines[0])
+    if key is None:
+        return lines[0]
+    option, rest = key.group(1), key.group(2).strip()
+    if rest.endswith(":"):  # 'Parser key "formats" element 1:' then the reason
+        option, rest = f"{option} {rest[:-1]}", ""
+    reasons = [line for line in lines[1:] if not line.startswith(("Subtypes:", "Given value"))]
+    for i, line in enumerate(reasons):
+        if line.startswith("- Problem with given class_path"):
+            detail = reasons[i + 1] if i + 1 < len(reasons) else ""
+            return f"{option}: {line[2:]} {detail}".strip()
+    reasons = [r for r in reasons if r not in ("Errors:",) and not r.startswith("- Expected a")]
+    reason = rest or (reasons[0].removeprefix("- ") if reasons else lines[-1])
+    if reason.startswith("Does not validate against any of the Union subtypes"):
+        expected = [line.removeprefix("- ") for line in lines if line.startswith("- Expected")]
+        reason = "; ".join(expected) or reason
+    return f"{option}: {reason}"
+
+
+class SeglabParser(LightningArgumentParser):
+    """Reports a bad value in two lines (the option and the reason, then where help is) instead
+    of the full usage and jsonargparse's nested message; ``SEGLAB_DEBUG=1`` shows everything."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
+        if debugging() or not self.exit_on_error:
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")  # jsonargparse's name of a subcommand parser
+        sys.stderr.write(
+            f"{prog}: error: {condense_parse_error(message)}\n  (options: {prog} --help)\n"
+        )
+        self.exit(2)
+
+
+@rank_zero_only
+def notice(message: str) -> None:
+    """A one-line message to the user, from one process only."""
+    print(message, file=sys.stderr, flush=True)
+
+
+class SeglabCLI(LightningCLIHooks):
+    """``seglab fit|validate|test|predict``: LightningCLI with seglab's experiment contracts.
+
+    Args:
+        args: the command line after ``seglab`` (None: ``sys.argv``).
+        run: run the subcommand (``False``: parse and build only, as ``LightningCLI(run=False)``).
+        parser_kwargs: passed to the parsers (``prog``, ``description``).
+    """
+
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        run: bool = True,
+        parser_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.argv = list(sys.argv[1:] if args is None else args)
+        self.from_checkpoint: Path | None = None  # the checkpoint the model settings came from
+        self.built_data: L.LightningDataModule | None = None
+        super().__init__(
+            SegmentationModule,
+            L.LightningDataModule,
+            subclass_mode_data=True,
+            save_config_callback=SaveAndLogConfig,  # config.yaml, and the config to every logger
+            save_config_kwargs={"overwrite": True},
+            # Always on, besides the config's callbacks: RNG in checkpoints and a resume hint on
+            # SIGTERM, images/s and data-wait fraction in the logs.
+            trainer_defaults={
+                "callbacks": [ResumeState(resume_command=self.resume_command()), Throughput()]
+            },
+            parser_class=SeglabParser,
+            parser_kwargs={"prog": "seglab", **(parser_kwargs or {})},
+            auto_configure_optimizers=False,
+            # The checkpoint records the module's real arguments (classes from the data included),
+            # not the parsed config: SegmentationModule.load_from_checkpoint rebuilds it alone.
+            load_from_checkpoint_support=False,
+            args=None if args is None else self.argv,  # None: LightningCLI reads sys.argv itself
+            run=run,
+        )
+
+    # --- parsing -------------------------------------------------------------------------------
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"data": {"class_path": DEFAULT_DATA}})
+        # The model decides what is ignored, once; data modules that take ignore_index follow it.
+        parser.link_arguments("model.ignore_index", "data.init_args.ignore_index")
+        parser.add_lightning_class_args(BestMetricsTable, "best_metrics")
+
+    def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
+        if subcommand == "predict":
+            add_prediction_arguments(parser)
+
+    def experiment(self) -> Namespace:
+        """The parsed configuration of the command that runs (the subcommand's, for fit etc.)."""
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
+    def resume_command(self) -> str:
+        """The command that resumes this run: the same line with ``--ckpt_path last``."""
+        argv, skip = [], False
+        for arg in self.argv:
+            if skip:
+                skip = False
+            elif arg == "--ckpt_path":
+                skip = True
+            elif not arg.startswith("--ckpt_path="):
+                argv.append(arg)
+        return shlex.join(["seglab", *argv, "--ckpt_path", "last"])
+
+    # --- the checkpoint ------------------------------------------------------------------------
+    def apply_checkpoint(self) -> None:
+        """Resolves ``--ckpt_path last`` to the newest ``last.ckpt`` of this experiment's run
+        directory, checks that the file is a readable checkpoint (errors name it), and takes the
+        model's settings from it: the architecture and classes it was trained with (its encoder
+        weights are in the file: nothing is downloaded)."""
+        config = self.experiment()
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            return
+        if ckpt_path == "last":
+            ckpt_path = self._resolve_last(config)
+            config["ckpt_path"] = None if ckpt_path is None else str(ckpt_path)
+            if ckpt_path is None:
+                return
+        elif ckpt_path == "hpc" or ckpt_path == "best":
+            return  # Lightning's own: a SLURM requeue checkpoint, the best of this fit
+        checkpoint = read_checkpoint(ckpt_path, config.get("weights_only"))
+        hparams = {
+            k: v
+            for k, v in checkpoint.get("hyper_parameters", {}).items()
+            if k not in ("_instantiator", "_class_path")
+        }
+        if not hparams:
+            return
+        hparams["encoder_weights"] = None
+        self.from_checkpoint = Path(ckpt_path)
+        try:
+            subcommand = self.config.get("subcommand")
+            update = {subcommand: {"model": hparams}} if subcommand else {"model": hparams}
+            self.config = self.parser.parse_object(update, self.config)
+        except (SystemExit, Exception) as e:
+            raise CheckpointError(
+                f"--ckpt_path: the model settings recorded in {ckpt_path} do not fit this version "
+                f"of seglab ({condense_parse_error(str(e)) if str(e) else 'rejected by the parser'})"
+            ) from None
+
+    def _resolve_last(self, config: Namespace) -> Path | None:
+        run_dir = run_directory(config)
+        directories = checkpoint_directories(config, run_dir) or [run_dir / "checkpoints"]
+        found = find_last_checkpoint(directories)
+        where = ", ".join(str(d) for d in directories)
+        if found is not None:
+            notice(f"seglab: --ckpt_path last: {found}")
+        elif self.config.get("subcommand") == "fit":
+            notice(f"seglab: --ckpt_path last: nothing to resume in {where}; starting a new run")
+        else:
+            raise CheckpointError(
+                f"--ckpt_path last: no last.ckpt in {where}; train first (seglab fit with the same "
+                "--config) or give a checkpoint file"
+            )
+        return found
+
+    # --- building ------------------------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        config = self.experiment()
+        self.run_dir = run_directory(config)
+        config.trainer.default_root_dir = str(self.run_dir)
+        self.checkpoint_dirs = checkpoint_directories(config, self.run_dir)
+        for _, init_args in entries_of(config.trainer.get("logger"), WandbLogger):
+            if init_args is not None and not init_args.get("save_dir"):
+                init_args["save_dir"] = str(self.run_dir)
+        # W&B without an API key would prompt or raise inside wandb.init: go offline first.
+        offline_without_credentials(config.trainer.get("logger"))
+        if self.config.get("subcommand") == "fit":
+            self._announce_run(config)
+        # The data is built first and decides the classes of the model built after it.
+        self.parser.add_instantiator(self._build_data, L.LightningDataModule, subclasses=True)
+        self.parser.add_instantiator(self._build_model, SegmentationModule, subclasses=True)
+
+    def _announce_run(self, config: Namespace) -> None:
+        directories = self.checkpoint_dirs or [self.run_dir / "checkpoints"]
+        notice(f"seglab: run directory {self.run_dir} (checkpoints in {directories[0]})")
+        if config.get("ckpt_path") is None and find_last_checkpoint(directories) is not None:
+            notice(
+                f"seglab: {directories[0]} holds the checkpoints of an earlier run; this run "
+                "replaces its last.ckpt (to continue that run instead, add --ckpt_path last)"
+            )
+
+    def _build_data(self, cls: type, *args: Any, **kwargs: Any) -> L.LightningDataModule:
+        self.built_data = cls(*args, **kwargs)
+        return self.built_data
+
+    def _build_model(self, cls: type, *args: Any, **kwargs: Any) -> SegmentationModule:
+        if self.built_data is not None:
+            link_classes(kwargs, self.built_data, self.from_checkpoint)
+        return cls(*args, **kwargs)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        config = init.get("trainer") or {}
+        # Crash-safe checkpoint writes, unless the user chose a CheckpointIO (a `trainer.plugins`
+        # list from the config or command line replaces the defaults' list).
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs.setdefault("plugins", plugins)
+        callbacks = config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        checkpointing = config.get("enable_checkpointing") is not False
+        if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            callbacks.append(default_checkpoint(self.run_dir))
+        kwargs.setdefault("callbacks", callbacks)
+        return super().instantiate_trainer(**kwargs)
+
+    def before_predict(self) -> None:
+        attach_prediction_writer(self)
+
+
+def link_classes(model_kwargs: dict[str, Any], data: object, checkpoint: Path | None) -> None:
+    """The data decides the classes: ``model.num_classes`` and ``model.class_names`` are taken from
+    the data module when it has them (a data module without them leaves them to the model's
+    options). A value on both sides that differs is refused: set it once."""
+    source = f" (recorded in {checkpoint})" if checkpoint is not None else ""
+    for key in ("num_classes", "class_names"):
+        value = getattr(data, key, None)
+        if value is None:
+            continue
+        value = list(value) if key == "class_names" else value
+        given = model_kwargs.get(key)
+        if given is None:
+            model_kwargs[key] = value
+        elif (list(given) if key == "class_names" else given) != value:
+            raise ConfigError(
+                f"model.{key} is {given!r}{source} but the data module "
+                f"{type(data).__name__} has {key} {value!r}: the classes are set once, on the data"
+            )
+    if model_kwargs.get("num_classes") is None:
+        raise ConfigError(
+            f"model.num_classes: {type(data).__name__} has no num_classes attribute; "
+            "set --model.num_classes"
+        )
+
+
+class ExperimentCommand(SeglabCLI):
+    """A command that reads an experiment as ``fit`` does (``--config`` and the same
+    ``--trainer.* --model.* --data.*`` overrides and links) but builds only what it needs."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, args: list[str]) -> None:
+        super().__init__(
+            args=args,
+            run=False,
+            parser_kwargs={"prog": f"seglab {self.name}", "description": self.description},
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        self.add_command_arguments(parser)
+
+    def add_command_arguments(self, parser: LightningArgumentParser) -> None:
+        """The command's own options."""
+
+    def before_instantiate_classes(self) -> None:
+        self.run_dir = run_directory(self.config)
+
+    def instantiate_classes(self) -> None:
+        """Nothing is built until the command asks (``datamodule()``)."""
+
+    def datamodule(self) -> L.LightningDataModule:
+        """The configured data module, alone (no model, no trainer)."""
+        data_only = Namespace(data=self.config.data)
+        return self.parser.instantiate(data_only, instantiate_groups=False).data
+
+    def seglab_datamodule(self) -> SegmentationDataModule:
+        """The configured data module, which must be one of seglab's (they expose their splits)."""
+        data = self.datamodule()
+        if not isinstance(data, SegmentationDataModule):
+            raise ConfigError(
+                f"data: seglab {self.name} reads seglab's data modules (SegmentationDataModule "
+                f"subclasses), not {type(data).__name__}"
+            )
+        return data
+
+    def trained_module(self) -> SegmentationModule:
+        """The model of ``--ckpt_path`` (resolved and checked when parsed), on the CPU."""
+        return SegmentationModule.load_from_checkpoint(
+            self.config.ckpt_path, map_location="cpu", encoder_weights=None
+        )
+
+    def run(self) -> int:
+        """Does the command's work; returns the exit status."""
+        raise NotImplementedError

@@ -1,0 +1,106 @@
+"""Every use of a dependency's private API, in one place.
+
+Each use is here because the library offers no public way to do it; each says why and with which
+versions it was tested (``tests/test_compat.py`` checks that the names still exist, and
+``pyproject.toml`` bounds the dependencies to the tested versions). Nothing else in seglab touches
+an underscore name of Lightning, jsonargparse, wandb, huggingface_hub or smp.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.strategies import DDPStrategy, Strategy
+
+
+class LightningCLIHooks(LightningCLI):
+    """Two points of ``LightningCLI`` (lightning 2.4-2.6) that have no public hook."""
+
+    def _parse_ckpt_path(self) -> None:
+        # __init__ calls this right after parsing to merge the checkpoint's hyper-parameters into the
+        # config, with torch.load(weights_only=True) whatever --weights_only says and no error that
+        # names the file. seglab resolves, checks and merges the checkpoint itself.
+        self.apply_checkpoint()
+
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        # add_arguments_to_parser is called without the subcommand's name; options that belong to
+        # one subcommand (predict's output files) are added here.
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        self.add_subcommand_arguments(parser, subcommand)
+        return parser
+
+    def apply_checkpoint(self) -> None:
+        """Resolves and checks ``--ckpt_path`` and merges what it records into the config."""
+
+    def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
+        """Adds the options of one subcommand."""
+
+
+def ddp_finds_unused_parameters(strategy: Strategy) -> bool:
+    """Whether a DDP strategy tolerates parameters without gradients (frozen ones).
+
+    ``DDPStrategy`` (lightning 2.4-2.6) keeps its DistributedDataParallel arguments in
+    ``_ddp_kwargs`` and exposes no accessor. Not DDP: True (nothing to tolerate)."""
+    if not isinstance(strategy, DDPStrategy):
+        return True
+    return bool(strategy._ddp_kwargs.get("find_unused_parameters", False))
+
+
+def wandb_credentials_configured() -> bool:
+    """Whether ``wandb.init`` would find credentials without asking: ``WANDB_API_KEY``, an identity
+    token file, ``~/.netrc`` for the configured base URL, or the settings' ``api_key``.
+
+    wandb (0.18-0.31) has no public "is a key configured" call (``wandb.login`` prompts), so the
+    settings are read as ``wandb.setup`` reads them (settings file, then environment) with
+    ``wandb.sdk`` internals, on a fresh ``Settings``: loading wandb's global settings here would
+    freeze them before ``WANDB_MODE`` is set. Any failure counts as no key: offline is the safe
+    answer."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    try:
+        from wandb.sdk.lib.wbauth import read_netrc_auth
+        from wandb.sdk.wandb_settings import Settings
+
+        settings = Settings()
+        config_dir = Path(os.environ.get("WANDB_CONFIG_DIR", "~/.config/wandb")).expanduser()
+        settings.settings_system = str(config_dir / "settings")
+        settings.update_from_system_settings()
+        settings.update_from_env_vars(dict(os.environ))
+        return bool(read_netrc_auth(host=settings.base_url) or settings.api_key)
+    except Exception:
+        return False
+
+
+def wandb_settings_offline() -> None:
+    """Applies ``WANDB_MODE=offline`` to wandb's settings if this process loaded them already (a
+    notebook that used wandb before): they are read once, from the environment of that moment.
+    ``wandb_setup.singleton().settings_if_loaded`` is wandb 0.18-0.31 internals."""
+    from wandb.sdk import wandb_setup
+
+    loaded = wandb_setup.singleton().settings_if_loaded
+    if loaded is not None:
+        loaded.update_from_env_vars({"WANDB_MODE": "offline"})
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Every Hugging Face hub request inside the block is refused, so files come from the cache.
+
+    smp and timm download through ``hf_hub_download`` without a ``local_files_only`` argument, and
+    ``huggingface_hub`` (0.2x-2.x) reads ``HF_HUB_OFFLINE`` only into ``constants`` at import; the
+    constant is set for the duration of the block."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
