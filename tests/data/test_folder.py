@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from seglab import DataError, FolderDataModule
+from seglab.errors import ConfigError
 from tests.conftest import write_folder_dataset
 
 
@@ -60,7 +61,7 @@ def test_mask_values_outside_the_classes_name_the_file(tmp_path):
 
 
 def test_missing_root_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match=r"data.root: .*nowhere is not a directory"):
+    with pytest.raises(ConfigError, match=r"data.root: .*nowhere is not a directory"):
         FolderDataModule(str(tmp_path / "nowhere"), num_classes=3)
 
 
