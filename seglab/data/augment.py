@@ -263,16 +263,24 @@ def _brightness_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
 
 def _contrast_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
     """Blend with the image's mean grey level (the grey of the channel means)."""
-    means = x.mean(dim=(2, 3))
-    grey = means @ x.new_tensor(GRAY) if x.shape[1] == 3 else means[:, 0]
+    means = x.mean(dim=(2, 3)).unbind(1)
+    grey = means[0] if len(means) == 1 else _weighted(means, GRAY)
     x.mul_(f).add_(grey.view(-1, 1, 1, 1) * (1 - f))
     return x.clamp_(0.0, 255.0) if clamp else x
 
 
+def _weighted(channels: tuple[Tensor, ...], weights: tuple[float, ...]) -> Tensor:
+    """``sum(w * c)``: torchvision's grey of r, g, b (numbers as weights: nothing to copy to the
+    device)."""
+    out = torch.mul(channels[0], weights[0])
+    for channel, weight in zip(channels[1:], weights[1:], strict=True):
+        out.add_(channel, alpha=weight)
+    return out
+
+
 def _saturation_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
     """Blend with the grey image."""
-    grey = torch.mul(x[:, 0:1], GRAY[0]).add_(x[:, 1:2], alpha=GRAY[1])
-    x.lerp_(grey.add_(x[:, 2:3], alpha=GRAY[2]), 1 - f)
+    x.lerp_(_weighted(x.split(1, dim=1), GRAY), 1 - f)
     return x.clamp_(0.0, 255.0) if clamp else x
 
 
