@@ -17,21 +17,20 @@ it costs on real photos.
     python bench/data_pipeline.py --quick    # tiny sizes, a smoke test
     python bench/data_pipeline.py --baseline /tmp/seglab-before   # before/after, see below
 
-``--baseline PATH`` compares with the seglab checkout at ``PATH`` (e.g. ``git worktree add
-/tmp/seglab-before main``): every repetition runs this script once with each checkout first on
-``PYTHONPATH``, in alternating order, on the same generated files, and the medians and their
-after/before ratios are printed. The baseline only needs ``train_transform`` and ``BatchAugment``
-(older checkouts name the workers' transform ``geometric_transform``).
+``--baseline PATH`` measures the seglab checkout at ``PATH`` (e.g. ``git worktree add
+/tmp/seglab-before main``) in the same process, its pipelines interleaved with this one's
+(``before_*``), and prints the after/before ratios. The checkout's package is imported as
+``seglab_baseline`` from a copy whose ``seglab`` imports are renamed; it needs ``train_transform``
+and ``BatchAugment`` (older checkouts name the workers' transform ``geometric_transform``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import os
+import re
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,10 +42,7 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from seglab.data import Augment, BatchAugment
-from seglab.data.cache import open_cache
-from seglab.data.datasets.folder import FolderDataset
-from seglab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
+from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
 
 NUM_CLASSES = 19
 IGNORE = 255
@@ -97,35 +93,55 @@ def write_dataset(root: Path, count: int, size: tuple[int, int], seed: int = 0) 
     return pairs
 
 
-def workers_transform(crop: tuple[int, int]) -> Callable:
-    """The workers' share with ``data.augment_on_device``: scale and crop only."""
-    try:
-        return train_transform(crop, Augment(), IGNORE, on_device=True)
-    except TypeError:  # a baseline checkout from before the one augmentation implementation
-        transforms = importlib.import_module("seglab.data.transforms")
-        return transforms.geometric_transform(crop, Augment(), IGNORE)
+def import_baseline(path: str, workdir: Path) -> str:
+    """Imports the ``seglab`` package of the checkout at ``path`` as ``seglab_baseline`` (a copy in
+    ``workdir`` with its ``seglab`` imports renamed), so that both run in this process."""
+    copy = workdir / "seglab_baseline"
+    shutil.copytree(Path(path) / "seglab", copy)
+    for source in copy.rglob("*.py"):
+        text = re.sub(r"\bseglab\.(?=[a-z_])", "seglab_baseline.", source.read_text())
+        source.write_text(
+            re.sub(r"^(\s*)(from|import) seglab\b", r"\1\2 seglab_baseline", text, flags=re.M)
+        )
+    sys.path.insert(0, str(workdir))
+    importlib.import_module("seglab_baseline")
+    return "seglab_baseline"
 
 
 def seglab_pipeline(
-    pairs: list, crop: tuple[int, int], cache_dir: Path | None = None, on_device: bool = False
+    pairs: list,
+    crop: tuple[int, int],
+    cache_dir: Path | None = None,
+    on_device: bool = False,
+    package: str = "seglab",
 ) -> Callable[[int], dict]:
-    if on_device:
-        transform = workers_transform(crop)
-    else:
-        transform = train_transform(crop, Augment(), IGNORE, IMAGENET_MEAN, IMAGENET_STD)
-    dataset = FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
+    data = importlib.import_module(f"{package}.data")
+    transforms = importlib.import_module(f"{package}.data.transforms")
+    folder = importlib.import_module(f"{package}.data.datasets.folder")
+    augment = data.Augment()
+    if not on_device:
+        transform = transforms.train_transform(crop, augment, IGNORE, IMAGENET_MEAN, IMAGENET_STD)
+    elif hasattr(transforms, "geometric_transform"):  # a baseline from before one augmentation
+        transform = transforms.geometric_transform(crop, augment, IGNORE)
+    else:  # the workers' share with data.augment_on_device: scale and crop only
+        transform = transforms.train_transform(crop, augment, IGNORE, on_device=True)
+    dataset = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
     if cache_dir is not None:
-        dataset.cache = open_cache(dataset, cache_dir, "train")
+        cache = importlib.import_module(f"{package}.data.cache")
+        dataset.cache = cache.open_cache(dataset, cache_dir, "train")
     return lambda i: dataset[i]
 
 
-def device_batch_pipeline(pairs: list, crop: tuple[int, int]) -> Callable[[int], dict]:
+def device_batch_pipeline(
+    pairs: list, crop: tuple[int, int], package: str = "seglab"
+) -> Callable[[int], dict]:
     """``BatchAugment`` on a collated batch of ``BATCH`` workers' crops, on the CPU; one call is a
     batch (its rate is divided into samples by the caller)."""
-    crops = seglab_pipeline(pairs, crop, on_device=True)
+    crops = seglab_pipeline(pairs, crop, on_device=True, package=package)
     torch.manual_seed(0)
     batch = default_collate([crops(i % len(pairs)) for i in range(BATCH)])
-    augment = BatchAugment(Augment(), IMAGENET_MEAN, IMAGENET_STD)
+    data = importlib.import_module(f"{package}.data")
+    augment = data.BatchAugment(data.Augment(), IMAGENET_MEAN, IMAGENET_STD)
 
     def run(i: int) -> dict:
         image, mask = augment(batch["image"], batch["mask"])
@@ -203,19 +219,28 @@ def measure(
 
 
 def run_case(
-    size: tuple[int, int], crop: tuple[int, int], pairs: list, args, cache_dir: Path
+    crop: tuple[int, int], pairs: list, args, workdir: Path, baseline: str | None
 ) -> dict[str, float]:
-    """samples/s of every pipeline on one case's files."""
-    pipelines = {"seglab": seglab_pipeline(pairs, crop)}
-    if args.cache:
-        pipelines["seglab_cached"] = seglab_pipeline(pairs, crop, cache_dir)
-    pipelines["seglab_workers_on_device"] = seglab_pipeline(pairs, crop, on_device=True)
-    pipelines["device_batch"] = device_batch_pipeline(pairs, crop)
+    """samples/s of every pipeline on one case's files (``before_*``: the baseline's)."""
+    pipelines = {}
+    for prefix, package in [("", "seglab")] + ([("before_", baseline)] if baseline else []):
+        pipelines[prefix + "seglab"] = seglab_pipeline(pairs, crop, package=package)
+        if args.cache:
+            cache_dir = workdir / f"cache-{prefix.rstrip('_') or 'after'}"
+            pipelines[prefix + "seglab_cached"] = seglab_pipeline(
+                pairs, crop, cache_dir, package=package
+            )
+        pipelines[prefix + "seglab_workers_on_device"] = seglab_pipeline(
+            pairs, crop, on_device=True, package=package
+        )
+        pipelines[prefix + "device_batch"] = device_batch_pipeline(pairs, crop, package)
     if args.albumentations:
         pipelines["albumentations"] = albumentations_pipeline(pairs, crop)
         pipelines["albumentations_antialias"] = albumentations_pipeline(pairs, crop, True)
     rates = measure(pipelines, len(pairs), args.samples or len(pairs), args.reps)
-    rates["device_batch"] *= BATCH  # batches/s -> samples/s
+    for name in rates:
+        if name.endswith("device_batch"):
+            rates[name] *= BATCH  # batches/s -> samples/s
     return rates
 
 
@@ -223,47 +248,26 @@ def report(name: str, size: tuple[int, int], crop: tuple[int, int], rates: dict)
     prefix = f"{name}_{size[0]}x{size[1]}_crop{crop[0]}x{crop[1]}"
     for pipeline, rate in rates.items():
         print(f"{prefix}_{pipeline}: {rate:.1f} samples/s")
-    print(f"{prefix}_device_batch{BATCH}_cpu: {1000 * BATCH / rates['device_batch']:.1f} ms/batch")
+    for label in ("", "before_"):
+        if label + "device_batch" in rates:
+            ms = 1000 * BATCH / rates[label + "device_batch"]
+            print(f"{prefix}_{label}device_batch{BATCH}_cpu: {ms:.1f} ms/batch")
     if "albumentations" in rates:
         for variant in ("albumentations", "albumentations_antialias"):
             print(f"{name} ratio seglab/{variant}: {rates['seglab'] / rates[variant]:.2f} x")
+            if "before_seglab" in rates:
+                ratio = rates["before_seglab"] / rates[variant]
+                print(f"{name} ratio before_seglab/{variant}: {ratio:.2f} x")
     if "seglab_cached" in rates:
         print(f"{name} ratio cached/decode: {rates['seglab_cached'] / rates['seglab']:.2f} x")
     print(
         f"{name} ratio workers_on_device/full: "
         f"{rates['seglab_workers_on_device'] / rates['seglab']:.2f} x"
     )
-
-
-def compare(args, cases: dict, root: Path) -> None:
-    """Alternating child runs with this checkout and the baseline; medians and ratios."""
-    here = str(Path(__file__).resolve().parents[1])
-    runs: dict[str, list[dict]] = {"after": [], "before": []}
-    for rep in range(args.reps):
-        order = [("after", here), ("before", args.baseline)]
-        for label, path in order if rep % 2 == 0 else order[::-1]:
-            command = [sys.executable, __file__, "--child", str(root / label), "--reps", "3"]
-            command += ["--cases", *args.cases] + (["--quick"] if args.quick else [])
-            command += [] if args.albumentations else ["--no-albumentations"]
-            env = {**os.environ, "PYTHONPATH": path}
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise SystemExit(f"{label} run ({path}) failed:\n{done.stderr[-3000:]}")
-            runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    for name in args.cases:
-        size, crop, _ = cases[name]
-        medians = {}
-        for label in runs:
-            pipelines = runs[label][0][name]
-            medians[label] = {
-                p: statistics.median(r[name][p] for r in runs[label]) for p in pipelines
-            }
-            print(f"[{label}]")
-            report(name, size, crop, medians[label])
-        for pipeline in ("seglab", "seglab_cached", "seglab_workers_on_device", "device_batch"):
-            if pipeline in medians["after"]:
-                ratio = medians["after"][pipeline] / medians["before"][pipeline]
-                print(f"{name} ratio after/before {pipeline}: {ratio:.2f} x")
+    for pipeline in ("seglab", "seglab_cached", "seglab_workers_on_device", "device_batch"):
+        if "before_" + pipeline in rates:
+            ratio = rates[pipeline] / rates["before_" + pipeline]
+            print(f"{name} ratio after/before {pipeline}: {ratio:.2f} x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,7 +279,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-albumentations", dest="albumentations", action="store_false")
     parser.add_argument("--no-cache", dest="cache", action="store_false")
     parser.add_argument("--baseline", help="another seglab checkout to compare with (before/after)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # one run of --baseline: a work dir
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one DataLoader worker = one core
     if args.albumentations:
@@ -285,29 +288,17 @@ def main(argv: list[str] | None = None) -> None:
             print("albumentations not installed (pip install 'seglab[bench]'): skipping it")
             args.albumentations = False
     cases = QUICK_CASES if args.quick else CASES
-    if args.quick and not args.baseline:
+    if args.quick:
         args.reps = 1
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.child or tmp)
-        if args.baseline:
-            for name in args.cases:
-                size, _, count = cases[name]
-                write_dataset(root / "data" / name, count, size)
-            compare(args, cases, root)
-            return
-        if not args.child:
-            print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-        results = {}
+        workdir = Path(tmp)
+        baseline = import_baseline(args.baseline, workdir) if args.baseline else None
         for name in args.cases:
             size, crop, count = cases[name]
-            pairs = write_dataset(
-                root.parent / "data" / name if args.child else root / name, count, size
-            )
-            results[name] = run_case(size, crop, pairs, args, root / f"cache-{name}")
-            if not args.child:
-                report(name, size, crop, results[name])
-        if args.child:
-            print(json.dumps(results))
+            pairs = write_dataset(workdir / name, count, size)
+            rates = run_case(crop, pairs, args, workdir / f"{name}-work", baseline)
+            report(name, size, crop, rates)
 
 
 if __name__ == "__main__":
