@@ -33,6 +33,7 @@ from data_pipeline import NUM_CLASSES, write_dataset
 from lightning.pytorch.loggers import CSVLogger
 
 from seglab import FolderDataModule, SegmentationModule, Throughput
+from seglab.callbacks import ChannelsLast
 
 
 def make_dataset(root: Path, files: int, size: tuple[int, int], unique: int) -> Path:
@@ -64,7 +65,7 @@ def fit_throughput(
         augment_on_device=on_device,
     )
     torch.manual_seed(0)
-    model = SegmentationModule(encoder_name=encoder, num_classes=NUM_CLASSES, channels_last=cuda)
+    model = SegmentationModule(encoder_name=encoder, num_classes=NUM_CLASSES)
     with tempfile.TemporaryDirectory() as logs:
         logger = CSVLogger(logs)
         trainer = L.Trainer(
@@ -74,7 +75,7 @@ def fit_throughput(
             max_steps=args.steps,
             limit_val_batches=0,
             logger=logger,
-            callbacks=[Throughput(window=args.window)],
+            callbacks=[Throughput(window=args.window), *([ChannelsLast()] if cuda else [])],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,

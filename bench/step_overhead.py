@@ -10,7 +10,8 @@ loss object, the same two-group AdamW (``param_groups``), a ``LambdaLR`` stepped
 on the same in-memory batches from a ``DataLoader`` over a ``TensorDataset``. The seglab side is a
 ``Trainer`` configured the way ``seglab fit`` runs it: CSVLogger, TQDM progress bar, checkpointing on
 (saved when training ends, outside the timed window), ``log_every_n_steps`` at Lightning's default,
-the CLI's default callbacks (``ResumeState``, ``Throughput``) and checkpoint plugin.
+the CLI's default callbacks (``ResumeState``, ``Throughput``, ``NonFiniteLoss``) and checkpoint
+plugin; ``--channels_last``/``--compile`` add the ``ChannelsLast``/``Compile`` callbacks.
 
 Each step is timed from its start to the next step's start (on CUDA after waiting for the device,
 on both sides alike), so every per-step cost of the loop is inside it: fetching the batch, hooks,
@@ -41,8 +42,14 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
-from seglab.callbacks.throughput import Throughput
+from seglab.callbacks import (
+    AtomicCheckpointIO,
+    ChannelsLast,
+    Compile,
+    NonFiniteLoss,
+    ResumeState,
+    Throughput,
+)
 from seglab.models import SegmentationModule
 from seglab.models.param_groups import param_groups
 from seglab.optim import lr_factor
@@ -74,7 +81,6 @@ def make_module(args: argparse.Namespace) -> SegmentationModule:
         small_unet = args.arch == "unet" and not args.encoder.startswith("tu-")
         model_kwargs = {"encoder_depth": 4, "decoder_channels": [128, 64, 32, 16]}
         model_kwargs = model_kwargs if small_unet else {}
-    compile_option = {"backend": args.compile_backend} if args.compile else False
     return SegmentationModule(
         arch=args.arch,
         encoder_name=args.encoder,
@@ -84,9 +90,6 @@ def make_module(args: argparse.Namespace) -> SegmentationModule:
         backbone_lr_mult=0.1,
         warmup_steps=5,
         model_kwargs=model_kwargs,
-        nonfinite_loss=args.nonfinite_loss,
-        channels_last=args.channels_last,
-        compile=compile_option,
     )
 
 
@@ -155,6 +158,9 @@ def seglab_images_per_sec(args: argparse.Namespace, loader: DataLoader) -> float
             plugins=[AtomicCheckpointIO()],
             callbacks=[
                 ResumeState(),
+                NonFiniteLoss(args.nonfinite_loss),
+                *([ChannelsLast()] if args.channels_last else []),
+                *([Compile(backend=args.compile_backend)] if args.compile else []),
                 *([TQDMProgressBar(args.refresh_rate)] if args.refresh_rate > 0 else []),
                 *([] if args.no_throughput else [Throughput()]),
                 clock,
@@ -173,7 +179,8 @@ def bare_images_per_sec(args: argparse.Namespace, loader: DataLoader) -> float:
     model = model.to(memory_format=memory_format)
     if args.compile:
         model.compile(backend=args.compile_backend)
-    optimizer = torch.optim.AdamW(param_groups(model, 1e-3, 0.1, 1e-4), lr=1e-3)
+    groups = param_groups(model, 1e-3, 0.1, 1e-4, backbone="encoder")
+    optimizer = torch.optim.AdamW(groups, lr=1e-3)
     total = args.warmup + args.steps + 1
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor("poly", total, 5))
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)

@@ -43,6 +43,14 @@ class LightningCLIHooks(LightningCLI):
         """Adds the options of one subcommand."""
 
 
+def metrics_step(trainer: Any) -> int:
+    """The step Lightning logs metrics at: during fit, batches that made an optimizer step
+    (``fit_loop.epoch_loop._batches_that_stepped``, lightning 2.4-2.6), which validation inside fit
+    sees one lower than ``global_step``. Images and tables of a validation are logged at the same
+    step as its metrics."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
 def ddp_finds_unused_parameters(strategy: Strategy) -> bool:
     """Whether a DDP strategy tolerates parameters without gradients (frozen ones).
 

@@ -23,7 +23,20 @@ class ConfigError(SeglabError, ValueError):
 
 
 class DataError(SeglabError, ValueError):
-    """A sample or split that cannot be used: a missing, unreadable or inconsistent file."""
+    """Samples or a split that cannot be used: missing, unreadable or inconsistent files. Each of
+    ``problems`` names one file (or split) and what is wrong with it; the message shows the first
+    few, then ``hint`` (what to do about all of them). ``seglab check-data`` lists every one."""
+
+    shown = 5
+
+    def __init__(self, *problems: str, hint: str = "") -> None:
+        self.problems = list(problems)
+        self.hint = hint
+        lines = self.problems[: self.shown]
+        if len(self.problems) > self.shown:
+            more = len(self.problems) - self.shown
+            lines.append(f"... and {more} more (seglab check-data lists them all)")
+        super().__init__("\n".join([*lines, *([hint] if hint else [])]))
 
 
 class CheckpointError(SeglabError, ValueError):

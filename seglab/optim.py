@@ -1,4 +1,4 @@
-"""Learning-rate schedules stepped once per optimizer step (not per epoch).
+"""Optimizers, and learning-rate schedules stepped once per optimizer step (not per epoch).
 
 Segmentation recipes (DeepLab, mmsegmentation) define their schedules in iterations: a linear warm-up
 followed by a polynomial or cosine decay down to ``min_lr_ratio`` of the base learning rate.
@@ -10,9 +10,25 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
+import torch
+
 from seglab.errors import ConfigError
 
 ScheduleName = Literal["poly", "cosine", "constant"]
+OptimizerName = Literal["adamw", "adam", "sgd"]
+
+
+def build_optimizer(
+    name: OptimizerName, groups: list[dict], lr: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """One of torch's optimizers over parameter groups (which carry their own lr and decay)."""
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ConfigError(f"model.optimizer: unknown optimizer {name!r}; choose adamw, adam or sgd")
 
 
 def lr_factor(

@@ -21,6 +21,7 @@ from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader, TensorDataset
 
 from seglab import SegmentationModule
+from seglab.callbacks import NonFiniteLoss
 from seglab.cli import main
 from seglab.inference import sliding_window
 from seglab.losses import build_loss
@@ -60,7 +61,7 @@ def test_region_losses_run_in_float32_under_autocast(name, dtype):
 
 
 def test_channels_last_fit_keeps_nhwc_weights_and_a_finite_loss():
-    cli = main([*GPU_FIT, "--model.channels_last", "true"])
+    cli = main([*GPU_FIT, "--trainer.callbacks+=seglab.callbacks.ChannelsLast"])
     weights = [p for p in cli.model.parameters() if p.ndim == 4 and p.shape[-2:] != (1, 1)]
     assert weights and all(w.is_cuda for w in weights)
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
@@ -77,7 +78,9 @@ def test_compiled_fit_saves_the_checkpoint_keys_of_an_uncompiled_one(tmp_path):
 
     plain = last_checkpoint("plain")
     graphs = counters["stats"]["unique_graphs"]
-    compiled = last_checkpoint("compiled", "--model.compile", "true")  # inductor, Triton kernels
+    compiled = last_checkpoint(
+        "compiled", "--trainer.callbacks+=seglab.callbacks.Compile"
+    )  # inductor
     assert counters["stats"]["unique_graphs"] > graphs, "nothing went through torch.compile"
 
     def keys(path: str) -> list[str]:
@@ -135,10 +138,7 @@ def test_nonfinite_check_syncs_every_step_only_to_skip(mode):
     counter = SyncCounter()
     torch.manual_seed(0)
     module = SegmentationModule(
-        encoder_name="tu-test_resnet",
-        num_classes=2,
-        loss={"ce": 1.0, "dice": 0.5},
-        nonfinite_loss=mode,
+        encoder_name="tu-test_resnet", num_classes=2, loss={"ce": 1.0, "dice": 0.5}
     )
     trainer = L.Trainer(
         accelerator="gpu",
@@ -149,7 +149,7 @@ def test_nonfinite_check_syncs_every_step_only_to_skip(mode):
         enable_progress_bar=False,  # the bar reads the loss with .item(): a sync of its own
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=[counter],
+        callbacks=[counter, NonFiniteLoss(mode)],
     )
     if mode == "stop":
         with pytest.raises(

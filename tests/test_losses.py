@@ -74,5 +74,54 @@ def test_class_weights_and_label_smoothing_reach_cross_entropy():
 
 
 def test_unknown_loss_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown loss 'dise'.*ce, dice"):
+    with pytest.raises(ValueError, match=r"unknown loss 'dise'.*ce, ohem, dice"):
         build_loss("dise")
+
+
+def test_ohem_keeps_the_pixels_below_the_threshold_and_at_least_min_kept():
+    """Six labelled pixels (one ignored) whose true-class probabilities are known by construction:
+    two classes, logits (0, l) give p(class 1) = sigmoid(l)."""
+    from seglab.losses import OhemCrossEntropyLoss
+
+    p_true = torch.tensor([0.1, 0.3, 0.6, 0.8, 0.95, 0.99, 0.2])
+    target = torch.tensor([1, 1, 1, 1, 1, 1, 255])
+    logit = torch.log(p_true / (1 - p_true))
+    logits = torch.stack([torch.zeros(7), logit])[None, :, None, :]  # (1, 2, 1, 7)
+    target = target[None, None, :]
+
+    def kept(threshold: float, min_kept: int) -> list[int]:
+        loss = OhemCrossEntropyLoss(threshold=threshold, min_kept=min_kept)
+        return loss.kept(logits, target)[0, 0].nonzero()[:, 0].tolist()
+
+    assert kept(0.7, 0) == [0, 1, 2]  # below the threshold; the ignored pixel (0.2) never
+    assert kept(0.7, 2) == [0, 1, 2]  # min_kept already met
+    assert kept(0.7, 4) == [0, 1, 2, 3]  # raised to the 4 hardest
+    assert kept(0.05, 0) == []
+    assert kept(0.7, 100) == [0, 1, 2, 3, 4, 5]  # every labelled pixel, nothing more
+    loss = OhemCrossEntropyLoss(threshold=0.7, min_kept=0)(logits, target)
+    assert loss == pytest.approx(float(-torch.log(p_true[:3]).mean()), rel=1e-5)
+
+
+def test_ohem_is_selectable_in_the_loss_option():
+    from seglab.losses import CombinedLoss, OhemCrossEntropyLoss
+
+    combined = CombinedLoss({"ohem": 1.0, "dice": 0.5}, ohem=(0.6, 10))
+    assert isinstance(combined.losses["ohem"], OhemCrossEntropyLoss)
+    assert combined.losses["ohem"].threshold == 0.6 and combined.losses["ohem"].min_kept == 10
+
+
+def test_median_frequency_and_inverse_frequency_weights_by_hand():
+    """Three images of 10 labelled pixels each (ignored ones not counted), four classes, class 3
+    absent. Class 0 is in all three images (12 px), class 1 in two (13 px of 20), class 2 in one
+    (5 px of 10)."""
+    from seglab.losses import class_weights_from_counts
+
+    counts = torch.tensor([[5, 5, 0, 0], [4, 6, 0, 0], [3, 2, 5, 0]])
+    freq = torch.tensor([12 / 30, 13 / 30, 5 / 10])  # SegNet's: over the images with the class
+    median = freq.median()  # 13/30
+    expected = [float(median / f) for f in freq] + [0.0]
+    assert class_weights_from_counts(counts, "median_frequency") == pytest.approx(expected)
+    share = torch.tensor([12, 13, 5]) / 30
+    inverse = [min(3.0, float(1 / (3 * s))) for s in share] + [0.0]
+    assert class_weights_from_counts(counts, "inverse_frequency", cap=3.0) == pytest.approx(inverse)
+    assert class_weights_from_counts(torch.tensor([[1, 1]]), "inverse_frequency") == [1.0, 1.0]

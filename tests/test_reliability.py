@@ -20,7 +20,7 @@ def _nan_after(module, steps: int):
     module.criterion.forward = forward
 
 
-def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch):
+def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch, capsys):
     from seglab import SegmentationModule
 
     original = SegmentationModule.configure_optimizers
@@ -30,24 +30,15 @@ def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(SegmentationModule, "configure_optimizers", patched)
-    with pytest.raises(
-        FloatingPointError, match=r"non-finite training loss .* at step 1 .*synthetic/train/"
-    ):
-        main(["fit", *TINY, "--trainer.max_steps", "3"])
-
-
-def test_nan_loss_can_skip_batches_and_count_them(monkeypatch):
-    from seglab import SegmentationModule
-
-    original = SegmentationModule.configure_optimizers
-
-    def patched(self):
-        _nan_after(self, 1)
-        return original(self)
-
-    monkeypatch.setattr(SegmentationModule, "configure_optimizers", patched)
-    cli = main(["fit", *TINY, "--trainer.max_epochs", "1", "--model.nonfinite_loss", "skip"])
-    assert cli.model.skipped_batches == 1  # 2 batches: the first trains, the second is skipped
+    args = ["fit", *TINY, "--trainer.max_steps", "3"]
+    message = user_error(
+        args, capsys, 1, "non-finite training loss", "at step 1", "synthetic/train/"
+    )
+    option = message.split("add ", 1)[1].split()  # the message's option switches to skipping
+    cli = main([*args, *option])
+    assert cli.trainer.global_step == 3
+    guard = next(c for c in cli.trainer.callbacks if type(c).__name__ == "NonFiniteLoss")
+    assert guard.policy == "skip" and guard.skipped == 2  # every step from step 1 on
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
 
 

@@ -16,8 +16,10 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from PIL import Image
 from torch import Tensor
 
+from seglab.compat import metrics_step
+from seglab.data.batch import unpack_batch
+from seglab.data.palette import default_palette
 from seglab.inference import predict_logits
-from seglab.inference.writer import default_palette
 
 
 def fixed_validation_samples(
@@ -30,13 +32,10 @@ def fixed_validation_samples(
     loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
     images, masks = [], []
     for batch in loader:
-        if isinstance(batch, dict):
-            image, mask = batch["image"], batch.get("mask")
-        else:
-            image, mask = batch[0], (batch[1] if len(batch) > 1 else None)
+        image, mask, _ = unpack_batch(batch)
         images.extend(image)
         if mask is not None:
-            masks.extend(m[0] if m.ndim == 3 else m for m in mask)
+            masks.extend(mask)
         if len(images) >= num_images:
             break
     images = [image.clone() for image in images[:num_images]]
@@ -54,6 +53,16 @@ def to_uint8(image: Tensor, datamodule: object) -> np.ndarray:
     else:
         image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
     return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def class_palette(datamodule: object, pl_module: object, num_classes: int) -> np.ndarray:
+    """``(num_classes, 3)`` uint8 colours: the data module's palette (a dataset's own colours),
+    else the one the model recorded, else VOC's colour map."""
+    recorded = getattr(getattr(pl_module, "hparams", None), "palette", None)
+    palette = getattr(datamodule, "palette", None) or recorded
+    if palette is None or len(palette) < num_classes:
+        return default_palette(num_classes)
+    return np.asarray(palette, np.uint8)[:num_classes]
 
 
 def color_overlay(
@@ -76,7 +85,7 @@ def log_images(
     """Sends ``uint8`` ``(H, W, 3)`` panels to ``loggers`` (default: the trainer's): through
     ``log_image`` (W&B), ``experiment.add_image`` (TensorBoard), or as PNG files
     ``<log_dir>/<first part of key>/<rest of key>_step<step>_<i>.png`` (CSV, or no logger at all)."""
-    step = trainer.global_step
+    step = metrics_step(trainer)  # the step of the validation metrics these belong to
     loggers = trainer.loggers if loggers is None else loggers
     for logger in loggers:
         if hasattr(logger, "log_image"):
@@ -163,10 +172,10 @@ class PredictionImages(L.Callback):
                 if truths is not None:
                     layers["ground_truth"] = {"mask_data": truths[i], "class_labels": labels}
                 masks.append(layers)
-            logger.log_image(key=key, images=images, step=trainer.global_step, masks=masks)
+            logger.log_image(key=key, images=images, step=metrics_step(trainer), masks=masks)
         others = [lg for lg in trainer.loggers if not isinstance(lg, WandbLogger)]
         if others or not trainer.loggers:
-            palette = default_palette(len(names))
+            palette = class_palette(trainer.datamodule, pl_module, len(names))
             panels = []
             for i, image in enumerate(images):
                 row = [image]

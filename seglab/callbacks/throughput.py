@@ -21,12 +21,13 @@ window then covers exactly the work done in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities.data import extract_batch_size
+
+from seglab.data.batch import unpack_batch
 
 
 class Throughput(L.Callback):
@@ -106,10 +107,10 @@ class Throughput(L.Callback):
 
 
 def _batch_size(batch: Any) -> int:
-    """Images in a batch: seglab's dicts (``image``, ``mask``, ``name``) and ``(image, mask)``
-    tuples directly; anything else as Lightning infers it."""
-    if isinstance(batch, Mapping) and isinstance(batch.get("image"), torch.Tensor):
-        return len(batch["image"])
-    if isinstance(batch, Sequence) and batch and isinstance(batch[0], torch.Tensor):
-        return len(batch[0])
-    return extract_batch_size(batch)
+    """Images in a batch: seglab's formats directly (``seglab.data.batch``); anything else as
+    Lightning infers it."""
+    try:
+        image = unpack_batch(batch)[0]
+    except (KeyError, IndexError, TypeError):
+        return extract_batch_size(batch)
+    return len(image) if isinstance(image, torch.Tensor) else extract_batch_size(batch)

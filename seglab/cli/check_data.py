@@ -2,11 +2,11 @@
 
     seglab check-data --config experiments/X.yaml [--data.init_args.root D ...] [--splits train val]
 
-Reports all problems at once (unreadable, corrupt or truncated images, non-image files, images without
-masks and masks without images, size mismatches, mask values that are neither a class id nor
-``ignore_index``, wrong channel counts, empty splits), then a per-class pixel histogram. Exits with
-status 1 if anything is wrong. It reads the experiment exactly as ``seglab fit`` does, so the same
-``--config`` and overrides check the data that training would read.
+Prints the samples per split and a per-class pixel histogram, notes on how images were converted,
+warnings on photo-like masks, then every problem at once, one line each naming its file
+(``seglab.data.checks`` does the checking). Exits with status 1 if anything is wrong. It reads the
+experiment exactly as ``seglab fit`` does, so the same ``--config`` and overrides check the data
+that training would read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 from lightning.pytorch.cli import LightningArgumentParser
 
 from seglab.cli.experiment import ExperimentCommand
-from seglab.data.checks import check, format_histogram
+from seglab.data.checks import check_data, format_histogram
 
 
 class CheckDataCommand(ExperimentCommand):
@@ -35,16 +35,25 @@ class CheckDataCommand(ExperimentCommand):
     def run(self) -> int:
         dm = self.seglab_datamodule()
         if self.config.splits:
-            problems, histograms = check(dm, self.config.splits)
-        else:
-            problems, histograms = check(dm, ["train", "val", "test"], optional=("test",))
-        if histograms:
+            reports = check_data(dm, self.config.splits)
+        else:  # every split; a dataset need not have a test split
+            reports = check_data(dm, ["train", "val", "test"], optional=("test",))
+        counted = {s: r.samples for s, r in reports.items() if r.samples is not None}
+        print(", ".join(f"{split}: {samples} samples" for split, samples in counted.items()))
+        if any(counted.values()):
             print("Pixels per class (ignore_index excluded):")
-            print(format_histogram(histograms, dm.class_names))
+            print(format_histogram(reports, dm.class_names))
+        for split, report in reports.items():
+            for note in report.notes:
+                print(f"note: [{split}] {note}")
+        for split, report in reports.items():
+            for warning in report.warnings:
+                print(f"warning: [{split}] {warning}", file=sys.stderr)
+        problems = [f"[{s}] {p}" for s, r in reports.items() for p in r.problems]
         if problems:
             print(f"\n{len(problems)} problem(s) found:", file=sys.stderr)
             for problem in problems:
                 print(f"  - {problem}", file=sys.stderr)
             return 1
-        print(f"\nNo problems in {', '.join(histograms)}.")
+        print(f"\nNo problems in {', '.join(counted)}.")
         return 0

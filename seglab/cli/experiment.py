@@ -10,12 +10,14 @@ same parser for the commands that read an experiment without training (``check-d
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 from jsonargparse import Namespace
@@ -27,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from seglab.callbacks import BestMetricsTable, Throughput
 from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
+from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
 from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
 from seglab.cli.runs import (
@@ -39,7 +42,7 @@ from seglab.cli.runs import (
 from seglab.compat import LightningCLIHooks
 from seglab.data import SegmentationDataModule
 from seglab.errors import CheckpointError, ConfigError
-from seglab.inference.writer import add_prediction_arguments, attach_prediction_writer
+from seglab.inference.writer import PredictionWriter
 from seglab.models import SegmentationModule
 
 DEBUG_VARIABLE = "SEGLAB_DEBUG"  # set to 1 for full tracebacks and parser messages
@@ -144,8 +147,19 @@ class SeglabCLI(LightningCLIHooks):
         parser.add_lightning_class_args(BestMetricsTable, "best_metrics")
 
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
-        if subcommand == "predict":
-            add_prediction_arguments(parser)
+        if subcommand == "predict":  # where and what seglab.inference.PredictionWriter writes
+            parser.add_argument(
+                "--output_dir", type=str | None, default=None, help="write predictions here"
+            )
+            parser.add_argument("--overwrite", type=bool, default=False, help="replace outputs")
+            parser.add_argument("--save_color", type=bool, default=False, help="a palette PNG")
+            parser.add_argument("--save_overlay", type=bool, default=False, help="an overlay")
+            parser.add_argument(
+                "--save_probabilities",
+                type=Literal["npy", "pt"] | None,
+                default=None,
+                help="per-class probabilities (float16)",
+            )
 
     def experiment(self) -> Namespace:
         """The parsed configuration of the command that runs (the subcommand's, for fit etc.)."""
@@ -182,11 +196,10 @@ class SeglabCLI(LightningCLIHooks):
         elif ckpt_path == "hpc" or ckpt_path == "best":
             return  # Lightning's own: a SLURM requeue checkpoint, the best of this fit
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only"))
-        hparams = {
-            k: v
-            for k, v in checkpoint.get("hyper_parameters", {}).items()
-            if k not in ("_instantiator", "_class_path")
-        }
+        # Settings of older versions that are no longer the model's are left out.
+        known = inspect.signature(SegmentationModule.__init__).parameters
+        saved = checkpoint.get("hyper_parameters", {})
+        hparams = {k: v for k, v in saved.items() if k in known and k != "inference"}
         if not hparams:
             return
         hparams["encoder_weights"] = None
@@ -200,6 +213,12 @@ class SeglabCLI(LightningCLIHooks):
                 f"--ckpt_path: the model settings recorded in {ckpt_path} do not fit this version "
                 f"of seglab ({condense_parse_error(str(e)) if str(e) else 'rejected by the parser'})"
             ) from None
+        # The data is normalised as the model was trained, unless the data's options say otherwise
+        # (then SegmentationModule refuses the difference).
+        data = self.experiment().get("data", {}).get("init_args") or {}
+        for key in ("mean", "std"):
+            if key in data and data[key] is None and hparams.get(key) is not None:
+                data[key] = tuple(hparams[key])
 
     def _resolve_last(self, config: Namespace) -> Path | None:
         run_dir = run_directory(config)
@@ -267,11 +286,30 @@ class SeglabCLI(LightningCLIHooks):
         checkpointing = config.get("enable_checkpointing") is not False
         if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(default_checkpoint(self.run_dir))
+        if not any(isinstance(c, NonFiniteLoss) for c in callbacks):
+            callbacks.append(NonFiniteLoss("stop"))
         kwargs.setdefault("callbacks", callbacks)
         return super().instantiate_trainer(**kwargs)
 
     def before_predict(self) -> None:
-        attach_prediction_writer(self)
+        """With ``--output_dir``, predictions are written batch by batch instead of being kept in
+        memory; ``--save_probabilities`` asks the model for probabilities too."""
+        config = self.config_init["predict"]
+        if config.get("save_probabilities"):
+            self.model.inference = replace(self.model.inference, output="probabilities")
+        if not config.get("output_dir"):
+            return
+        self.trainer.callbacks.append(
+            PredictionWriter(
+                config["output_dir"],
+                overwrite=config["overwrite"],
+                color=config["save_color"],
+                overlay=config["save_overlay"],
+                probabilities=config["save_probabilities"],
+            )
+        )
+        if config.get("return_predictions") is None:
+            config["return_predictions"] = False
 
 
 def link_classes(model_kwargs: dict[str, Any], data: object, checkpoint: Path | None) -> None:

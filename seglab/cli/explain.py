@@ -3,7 +3,8 @@
     seglab explain --ckpt_path last.ckpt --image street.png --class car [--layer encoder.model.layer3]
                    [--output_dir explain] [--config experiments/X.yaml --data.* ...]
 
-The image is normalised with the experiment's data settings (``--config``/``--data.*``).
+The image is read and normalised with the experiment's data settings (``--config``/``--data.*``:
+``exif_orientation``, ``mean``, ``std``), as training reads it.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class ExplainCommand(ExperimentCommand):
         maps as grey levels); ``written`` holds their paths by kind."""
         module = self.trained_module()
         target = class_index(self.config.target, module.class_names)
-        image = read_image(self.config.image)
         data = self.config.data.get("init_args") or {}
+        image = read_image(self.config.image, data.get("exif_orientation", "refuse"))
         mean, std = data.get("mean"), data.get("std")
         normalisation = {"mean": tuple(mean), "std": tuple(std)} if mean and std else {}
         maps = explain_image(module, image, target, self.config.layer, **normalisation)

@@ -7,6 +7,7 @@ seglab export --ckpt_path last.ckpt --output_dir exported [--formats onnx torchs
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -29,6 +30,13 @@ class ExportCommand(ExperimentCommand):
             help="what to write",
         )
         parser.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+        parser.add_argument(
+            "--input",
+            type=Literal["float", "uint8"],
+            default="float",
+            help="what ONNX/TorchScript take: the normalised float image, or the uint8 RGB image "
+            "(normalised inside, with the checkpoint's mean/std)",
+        )
 
     def run(self) -> int:
         """Writes every requested format that can be written; ``written`` holds their paths. A
@@ -42,6 +50,8 @@ class ExportCommand(ExperimentCommand):
             self.config.formats,
             in_channels=int(module.hparams.in_channels),
             opset=self.config.opset,
+            metadata=module.metadata(),
+            uint8_input=self.config.input == "uint8",
         )
         if failed:
             raise ExportError("; ".join(f"{fmt}: {why}" for fmt, why in failed.items()))

@@ -56,10 +56,30 @@ def _notice(message: str) -> None:
 class SaveAndLogConfig(SaveConfigCallback):
     """Writes ``config.yaml`` as Lightning does and logs the same resolved config (trainer, model,
     data, callbacks: everything, not only the model's hyper-parameters) to every logger, so a W&B
-    run can be reproduced from its config panel."""
+    run can be reproduced from its config panel. Logged when the loop starts (after Lightning's own
+    hyper-parameter logging, which runs after ``on_fit_start``), so the command's ``data`` section
+    is the one that stays."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.logged = False
+
+    def _log(self, trainer: L.Trainer) -> None:
+        if getattr(self, "logged", True):
+            return
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         config.pop("config", None)  # the paths of the YAML files, not settings
         for logger in trainer.loggers:
             logger.log_hyperparams(config)
+        self.logged = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)

@@ -1,15 +1,13 @@
 from seglab.data.augment import Augment, BatchAugment
 from seglab.data.datamodule import SegmentationDataModule
-from seglab.data.datasets import (
-    ADE20KDataModule,
-    CamVidDataModule,
-    CityscapesDataModule,
-    FolderDataModule,
-    OxfordPetsDataModule,
-    SegmentationDataset,
-    SyntheticDataModule,
-    VOCDataModule,
-)
+from seglab.data.datasets.ade20k import ADE20KDataModule
+from seglab.data.datasets.base import SegmentationDataset
+from seglab.data.datasets.camvid import CamVidDataModule
+from seglab.data.datasets.cityscapes import CityscapesDataModule
+from seglab.data.datasets.folder import FolderDataModule
+from seglab.data.datasets.pets import OxfordPetsDataModule
+from seglab.data.datasets.synthetic import SyntheticDataModule
+from seglab.data.datasets.voc import VOCDataModule
 from seglab.data.io import DataError
 
 __all__ = [

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seglab.data.dataset import SegmentationDataset, check_sample
+from seglab.data.datasets.base import SegmentationDataset, check_sample
 from seglab.errors import DataError
 
 FORMAT = 1
@@ -216,7 +216,14 @@ def _build(
                 sample_name = old["name"]
             else:
                 image, mask, sample_name = dataset.load(i)
-                check_sample(image, mask, sample_name, dataset.num_classes, dataset.ignore_index)
+                check_sample(
+                    image,
+                    mask,
+                    sample_name,
+                    dataset.num_classes,
+                    dataset.ignore_index,
+                    dataset.mask_file(i),
+                )
                 c, h, w = image.shape
                 image_bytes = image.contiguous().numpy()
                 mask_bytes = mask.numpy().astype(dtype, copy=False).view(np.uint8)

@@ -1,53 +1,180 @@
-"""What ``seglab check-data`` finds: every problem of every split at once, and the class histogram."""
+"""What ``seglab check-data`` runs: every sample of every split read and checked once, before training.
+
+Training stops at the first bad sample; this scan goes on and collects every problem, each naming its
+file (the mask for mask problems, a broken link and its target, the split and directory for an empty
+or missing split). It also counts the samples and the pixels of each class per split, notes how images
+were converted (grey, palette, alpha, CMYK, EXIF orientation), and warns about masks that look like
+they passed through lossy compression or interpolation. Checks that cost time live here and in the
+decoded-sample cache build, not in every training read.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
 import torch
+from PIL import Image
+from torch import Tensor
 
-from seglab.data.datamodule import SegmentationDataModule
-from seglab.data.dataset import check_sample
-from seglab.errors import DataError
+from seglab.data.datasets.base import SegmentationDataset, check_sample
+from seglab.data.exif import ORIENTATIONS, exif_orientation
+from seglab.data.io import CONVERSIONS, DataError, SplitNotFound, read_image
+
+# A mask is reported as photo-like when at least this share of its boundary pixels (and this many
+# pixels) hold a class id strictly between their two neighbours' along a row or column: what JPEG
+# ringing and bilinear resizing leave. Drawn masks stay near 1% (thin structures whose id happens to
+# lie between their neighbours'); damaged masks of 3 or more classes mostly reach 7-45%.
+PHOTO_LIKE_SHARE = 0.03
+PHOTO_LIKE_MIN_PIXELS = 16
 
 
-def check(
-    dm: SegmentationDataModule, splits: list[str], optional: tuple[str, ...] = ()
-) -> tuple[list[str], dict[str, torch.Tensor]]:
-    """All problems found, and per split the pixel count of each class. A split in ``optional``
-    that cannot be opened is skipped with a note instead of a problem."""
-    problems: list[str] = []
-    histograms: dict[str, torch.Tensor] = {}
-    for split in splits:
+class SplitSource(Protocol):
+    """What the checks need of a data module (``SegmentationDataModule`` is one)."""
+
+    num_classes: int
+    ignore_index: int
+
+    def make_dataset(self, split: str, transform: Any) -> SegmentationDataset: ...
+
+
+@dataclass
+class SplitReport:
+    """One split's findings: ``samples`` is ``None`` when the split could not be listed."""
+
+    split: str
+    samples: int | None = None
+    pixels: Tensor | None = None  # pixels per class, ignore_index excluded
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def interpolated_boundary_share(mask: Tensor, ignore_index: int) -> tuple[int, float]:
+    """How many pixels, and what share of the boundary pixels, hold a class id strictly between their
+    left and right (or upper and lower) neighbours' ids. Drawn label maps almost never do; JPEG
+    artefacts and interpolation put such in-between ids along every edge. ``ignore_index`` pixels
+    take no part."""
+    m = mask.long()
+    if m.shape[-1] < 3 or m.shape[-2] < 3:
+        return 0, 0.0
+    centre = m[1:-1, 1:-1]
+    neighbours = ((m[1:-1, :-2], m[1:-1, 2:]), (m[:-2, 1:-1], m[2:, 1:-1]))
+    valid = centre != ignore_index
+    between = torch.zeros_like(valid)
+    boundary = torch.zeros_like(valid)
+    for a, b in neighbours:
+        pair_valid = valid & (a != ignore_index) & (b != ignore_index)
+        between |= pair_valid & (((a < centre) & (centre < b)) | ((b < centre) & (centre < a)))
+        boundary |= pair_valid & ((a != centre) | (b != centre))
+    count = int(between.sum())
+    return count, count / max(1, int(boundary.sum()))
+
+
+def _image_notes(path: Path, exif_setting: str) -> list[tuple[str, str]]:
+    """``(what was done, file)`` for an image converted by a rule or turned by its EXIF orientation."""
+    with Image.open(path) as im:
+        rule, orientation = CONVERSIONS.get(im.mode), exif_orientation(im)
+    notes = [(rule, str(path))] if rule else []
+    if orientation != 1:
+        done = "turned as viewers show it" if exif_setting == "apply" else "used as stored"
+        notes.append(
+            (
+                f"EXIF orientation other than 1, {done} (data.exif_orientation: {exif_setting})",
+                f"{path} (orientation {orientation}: {ORIENTATIONS[orientation]})",
+            )
+        )
+    return notes
+
+
+def _unread_image_problems(dataset: SegmentationDataset, index: int, known: list[str]) -> list[str]:
+    """The image's own problems when loading a sample stopped before the image was read (at its
+    mask), so that one run reports both files."""
+    image_file = dataset.image_file(index)
+    if image_file is None or any(p.startswith(f"{image_file}:") for p in known):
+        return []
+    try:
+        read_image(image_file, getattr(dataset, "exif_orientation", "refuse"))
+    except DataError as e:
+        return e.problems
+    return []
+
+
+def check_split(
+    dataset: SegmentationDataset, report: SplitReport, num_classes: int, ignore_index: int
+) -> None:
+    """Reads and checks every sample of ``dataset`` into ``report``."""
+    report.samples = len(dataset)
+    report.pixels = torch.zeros(num_classes, dtype=torch.long)
+    exif_setting = getattr(dataset, "exif_orientation", "refuse")
+    notes: dict[str, list[str]] = defaultdict(list)
+    for index in range(len(dataset)):
         try:
-            dataset = dm.dataset(split)
+            image, mask, name = dataset.load(index)
         except DataError as e:
+            report.problems += e.problems + _unread_image_problems(dataset, index, e.problems)
+            continue
+        mask_file = dataset.mask_file(index)
+        try:
+            check_sample(image, mask, name, num_classes, ignore_index, mask_file)
+        except DataError as e:
+            report.problems += e.problems
+            continue
+        labels = mask[mask != ignore_index].long().flatten()
+        report.pixels += torch.bincount(labels, minlength=num_classes)
+        count, share = interpolated_boundary_share(mask, ignore_index)
+        if count >= PHOTO_LIKE_MIN_PIXELS and share >= PHOTO_LIKE_SHARE:
+            report.warnings.append(
+                f"{mask_file or name}: mask looks photo-like: {100 * share:.0f}% of its boundary "
+                "pixels hold a class id between their neighbours' (what lossy compression or "
+                "interpolation leaves); export it again from the annotation tool, resize masks "
+                "with nearest neighbour"
+            )
+        image_file = dataset.image_file(index)
+        if image_file is not None:
+            for what, file in _image_notes(image_file, exif_setting):
+                notes[what].append(file)
+    for what, files in notes.items():
+        more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+        report.notes.append(f"{len(files)} images: {what}: {files[0]}{more}")
+
+
+def check_data(
+    dm: SplitSource, splits: list[str], optional: tuple[str, ...] = ()
+) -> dict[str, SplitReport]:
+    """Every split's report. A split in ``optional`` that does not exist gets a note, not a problem;
+    one that exists is checked like the others."""
+    reports = {}
+    for split in splits:
+        report = reports[split] = SplitReport(split)
+        try:  # without transforms, and without building a decoded-sample cache
+            dataset = dm.make_dataset(split, None)
+        except SplitNotFound as e:
             if split in optional:
-                print(f"note: no {split} split ({e})")
+                report.notes.append(f"no {split} split ({'; '.join(e.problems)})")
             else:
-                problems.append(f"[{split}] {e}")
+                report.problems += [*e.problems, *([e.hint] if e.hint else [])]
             continue
-        if len(dataset) == 0:
-            problems.append(f"[{split}] the split is empty")
+        except DataError as e:
+            report.problems += [*e.problems, *([e.hint] if e.hint else [])]
             continue
-        counts = torch.zeros(dm.num_classes, dtype=torch.long)
-        for i in range(len(dataset)):
-            try:
-                image, mask, name = dataset.load(i)
-                check_sample(image, mask, name, dm.num_classes, dm.ignore_index)
-            except DataError as e:
-                problems.append(f"[{split}] {e}")
-                continue
-            labels = mask[mask != dm.ignore_index].long()
-            counts += torch.bincount(labels.flatten(), minlength=dm.num_classes)
-        histograms[split] = counts
-    return problems, histograms
+        report.problems += dataset.problems
+        if len(dataset) == 0 and not dataset.problems:
+            report.problems.append(f"the {split} split of {type(dm).__name__} is empty")
+        check_split(dataset, report, dm.num_classes, dm.ignore_index)
+    return reports
 
 
-def format_histogram(histograms: dict[str, torch.Tensor], class_names: list[str]) -> str:
-    width = max(len(n) for n in class_names)
-    lines = [f"{'class':<{width}}  " + "  ".join(f"{s:>18}" for s in histograms)]
+def format_histogram(reports: dict[str, SplitReport], class_names: list[str]) -> str:
+    """A table of the pixels of each class (count and share) per split."""
+    counted = {s: r.pixels for s, r in reports.items() if r.samples}
+    width = max((len(n) for n in ["class", *class_names]), default=5)
+    lines = [f"{'class':<{width}}  " + "  ".join(f"{s:>18}" for s in counted)]
     for c, name in enumerate(class_names):
         cells = []
-        for counts in histograms.values():
+        for counts in counted.values():
             share = 100 * counts[c].item() / max(1, counts.sum().item())
             cells.append(f"{counts[c].item():>10} {share:6.2f}%")
         lines.append(f"{name:<{width}}  " + "  ".join(cells))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict, is_dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -17,8 +18,9 @@ from torchvision import tv_tensors
 
 from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, BatchAugment
 from seglab.data.cache import open_cache
-from seglab.data.dataset import SegmentationDataset
-from seglab.data.io import IMAGE_EXTENSIONS, DataError, read_image
+from seglab.data.datasets.base import SegmentationDataset
+from seglab.data.exif import ExifOrientation
+from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
 from seglab.data.transforms import TrainTransform, eval_transform, train_transform
@@ -38,7 +40,8 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: data loading processes per training process.
         crop_size: training crop, an int or ``[height, width]``.
         augment: training augmentation settings (``seglab.data.augment.Augment``, checked there).
-        mean, std: per-channel normalisation of images scaled to [0, 1].
+        mean, std: per-channel normalisation of images scaled to [0, 1]; ImageNet's when not
+            given, or, when a checkpoint is evaluated by the seglab command, the model's.
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
         pin_memory: page-locked batches for faster host-to-device copies.
         persistent_workers: keep loader processes alive between epochs.
@@ -57,6 +60,10 @@ class SegmentationDataModule(L.LightningDataModule):
             parameter draws as in the workers, each sample its own parameters). For when CPU
             workers starve the accelerator. Validation, test and predict batches are normalised on
             the CPU as always.
+        exif_orientation: what to do with an image whose EXIF orientation is not 1 (a photo viewers
+            show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image as
+            displayed: masks were drawn, and predictions are written, on the displayed image) or
+            ``ignore`` (use the stored pixels). The same for every split and for predict.
         train_splits: the splits to train on, e.g. ``[train, val]`` for a final run: their samples
             one after the other, each once per epoch. Validation still runs on ``val``; when the
             training samples include it, its metrics score images the model has seen (a warning
@@ -78,8 +85,8 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: int = 2,
         crop_size: int | tuple[int, int] = 512,
         augment: Augment | None = None,
-        mean: tuple[float, ...] = IMAGENET_MEAN,
-        std: tuple[float, ...] = IMAGENET_STD,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
         ignore_index: int = 255,
         pin_memory: bool = True,
         persistent_workers: bool = True,
@@ -87,6 +94,7 @@ class SegmentationDataModule(L.LightningDataModule):
         predict_dir: str | None = None,
         cache_dir: str | None = None,
         augment_on_device: bool = False,
+        exif_orientation: ExifOrientation = "refuse",
         train_splits: tuple[Split, ...] = ("train",),
         rare_class_sampling: RareClassSampling | None = None,
     ) -> None:
@@ -102,7 +110,8 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"data.crop_size must be a positive int or [height, width], got {crop_size}"
             )
         self.augment = augment or Augment()
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+        self.std = tuple(std) if std is not None else IMAGENET_STD
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -112,6 +121,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.predict_dir = predict_dir
         self.cache_dir = cache_dir
         self.augment_on_device = augment_on_device
+        self.exif_orientation = exif_orientation
         self.batch_augment = BatchAugment(self.augment, self.mean, self.std)  # checks mean and std
         self.train_splits = tuple(train_splits)
         if (
@@ -128,6 +138,19 @@ class SegmentationDataModule(L.LightningDataModule):
         self._training: dict[Split, Dataset] = {}  # the train_splits with the training transform
         self._train_transform: TrainTransform | None = None
         self._sample_weights: Tensor | None = None  # rare-class sampling's, once computed
+        # Lightning logs these next to the model's hyper-parameters (the W&B config, hparams.yaml)
+        # and keeps them in checkpoints, with or without the seglab command: the class and every
+        # argument of it and its bases, resolved where this class resolves them (augmentation,
+        # normalisation), under one key that cannot clash with the model's.
+        self.save_hyperparameters()
+        given = dict(self.hparams)
+        init_args = {}
+        for key, value in given.items():
+            value = getattr(self, key, value)
+            init_args[key] = asdict(value) if is_dataclass(value) else value
+        class_path = f"{type(self).__module__}.{type(self).__qualname__}"
+        data = {"class_path": class_path, "init_args": init_args}
+        self.save_hyperparameters({"data": data}, ignore=list(given))
 
     def make_dataset(self, split: Split, transform) -> SegmentationDataset:
         raise ConfigError(
@@ -167,6 +190,8 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _build(self, split: Split, transform: Any) -> Dataset:
         dataset = self.make_dataset(split, transform)
+        if getattr(dataset, "problems", None):  # files that cannot be samples: never skipped
+            raise DataError(*dataset.problems)
         if self.cache_dir is not None:
             dataset.cache = open_cache(dataset, self.cache_dir, split)
         return dataset
@@ -299,7 +324,9 @@ class SegmentationDataModule(L.LightningDataModule):
         """The images of ``predict_dir`` with the evaluation transform, built once."""
         if "predict" not in self.datasets:
             transform = eval_transform(self.mean, self.std)
-            self.datasets["predict"] = ImageFolder(list_images(self.predict_dir), transform)
+            self.datasets["predict"] = ImageFolder(
+                list_images(self.predict_dir), transform, self.exif_orientation
+            )
         return self.datasets["predict"]
 
     def predict_dataloader(self) -> DataLoader:
@@ -314,21 +341,21 @@ class SegmentationDataModule(L.LightningDataModule):
 
 
 def _image_files(dataset: Dataset) -> set[str]:
-    """The first source file of every sample (its image), where the dataset says
-    (``source_files``); empty for generated samples."""
-    try:
-        return {str(f[0]) for i in range(len(dataset)) if (f := dataset.source_files(i))}
-    except (NotImplementedError, AttributeError):
-        return set()
+    """The image file of every sample, where the dataset has them (none for generated samples)."""
+    files = (dataset.image_file(i) for i in range(len(dataset)))
+    return {str(f) for f in files if f is not None}
 
 
 def list_images(source: str | Path) -> list[Path]:
-    """Image files of a directory (sorted) or of a ``.txt`` list (paths or stems, one a line)."""
+    """Image files of a directory (sorted; files of other types are passed over, a broken link with
+    an image extension is an error) or of a ``.txt`` list (paths or stems, one a line)."""
     source = Path(source).expanduser()
     if source.is_dir():
-        return sorted(
-            p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        broken = [file_problem(p, "image") for p in paths if p.is_symlink() and not p.exists()]
+        if broken:
+            raise DataError(*broken)
+        return [p for p in paths if p.is_file()]
     if not source.is_file():
         raise DataError(f"data.predict_dir: {source} is neither a directory nor a list file")
     paths = []
@@ -348,15 +375,21 @@ def list_images(source: str | Path) -> list[Path]:
 class ImageFolder(Dataset):
     """Images without masks, for prediction: ``{"image", "name"}`` with ``name`` the file path."""
 
-    def __init__(self, paths: list[Path], transform: Any = None) -> None:
+    def __init__(
+        self, paths: list[Path], transform: Any = None, exif_orientation: ExifOrientation = "refuse"
+    ) -> None:
         self.paths = list(paths)
         self.transform = transform
+        self.exif_orientation = exif_orientation
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def image_file(self, index: int) -> Path:
+        return self.paths[index]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image: Tensor = read_image(self.paths[index])
+        image: Tensor = read_image(self.paths[index], self.exif_orientation)
         if self.transform is not None:
             image = self.transform(tv_tensors.Image(image)).as_subclass(Tensor)
         return {"image": image, "name": str(self.paths[index])}

@@ -1,7 +1,29 @@
-"""Decoding images and masks from disk, with errors that name the file and the problem."""
+"""Decoding images and masks from disk by fixed rules, with errors that name the file and the problem.
+
+Images (``read_image``, the one function training, evaluation, ``seglab check-data``, ``predict`` and
+``explain`` read images with) become 8-bit RGB ``uint8 (3, H, W)``:
+
+* 8-bit RGB is used as stored; grey (and 1-bit) images get their value in all three channels; palette
+  images get their palette's colours;
+* an alpha channel is dropped: every pixel keeps its stored colour, transparent or not (not blended
+  onto a background);
+* CMYK and YCbCr images are converted to RGB by the plain formula, without colour management
+  (``R = (255 - C) * (255 - K) / 255``...): colours are approximate;
+* images with more than 8 bits per channel (16-bit PNG or TIFF, 32-bit integer or float) are refused:
+  only you know how their range maps to 0-255;
+* an EXIF orientation other than 1 is refused, applied or ignored as ``exif_orientation`` says
+  (``seglab.data.exif``).
+
+Masks (``read_mask``, ``read_rgb_mask``) must be stored losslessly: PNG, BMP, GIF, TIFF without JPEG
+compression, or lossless WebP. JPEG and lossy WebP change pixel values near every edge, which turns
+class ids into neighbouring (still valid) ids; such files are refused whatever their extension says.
+A mask with an EXIF orientation other than 1 is refused too: masks are label arrays, used as stored.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,37 +32,184 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
+from seglab.data.exif import ORIENTATIONS, ExifOrientation, apply_orientation, exif_orientation
 from seglab.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_TORCHVISION_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# Formats torchvision decodes (faster than PIL); PIL reads the header of every file and decodes the rest.
+_TORCHVISION_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
+# PIL modes turned into RGB by a lossless or documented rule, and what the rule does.
+CONVERSIONS = {
+    "RGB": None,
+    "1": "black and white, repeated in R, G and B",
+    "L": "grey, repeated in R, G and B",
+    "P": "palette indices replaced by their colours",
+    "RGBA": "alpha channel dropped",
+    "RGBX": None,
+    "LA": "grey with alpha: alpha dropped, grey repeated in R, G and B",
+    "PA": "palette with alpha: alpha dropped, indices replaced by their colours",
+    "CMYK": "CMYK converted to RGB without colour management (colours approximate)",
+    "YCbCr": "YCbCr converted to RGB",
+}
+# Mask formats that store pixel values exactly (WebP only in its lossless variant, TIFF unless
+# JPEG-compressed).
+LOSSLESS_MASK_FORMATS = ("PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
 
-def read_image(path: str | Path) -> Tensor:
-    """An RGB image as a ``uint8`` tensor ``(3, H, W)``; grey and RGBA images are converted."""
-    path = Path(path)
+class SplitNotFound(DataError):
+    """A split's directory or list file does not exist (``seglab check-data`` notes an optional
+    split that is absent instead of reporting a problem)."""
+
+
+def file_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be read as a ``what`` (image, mask) file, naming a broken link's target;
+    ``None`` when it is a file."""
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        target = Path(os.readlink(path))
+        return f"{path}: broken symbolic link to {path.parent / target} (the target does not exist)"
+    if path.is_dir():
+        return f"{path}: is a directory, not a file"
+    return f"{path}: {what} file not found"
+
+
+def _read_file(path: Path, what: str) -> bytearray:
     try:
-        if path.suffix.lower() in _TORCHVISION_EXTENSIONS:
-            data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
-            return decode_image(data, mode=ImageReadMode.RGB)
-        with Image.open(path) as im:
-            return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (RuntimeError, OSError, UnidentifiedImageError, ValueError) as e:
+        with open(path, "rb") as f:
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            f.readinto(data)
+            return data
+    except PermissionError:
+        raise DataError(f"{path}: cannot read the {what} file: permission denied") from None
+    except OSError:
         raise DataError(
-            f"{path}: cannot decode image (corrupt, truncated or not an image): {e}"
+            file_problem(path, what) or f"{path}: cannot read the {what} file"
         ) from None
 
 
+def deep_image_problem(path: Path | str, depth: str) -> str:
+    """The refusal of an image with more than 8 bits per channel, with how to convert it."""
+    return (
+        f"{path}: image has {depth}; seglab reads 8-bit images. Convert it to 8-bit RGB with the "
+        "scaling your data needs (e.g. `magick in.png -auto-level -depth 8 out.png`)"
+    )
+
+
+def check_image_mode(path: Path | str, image: Image.Image) -> None:
+    """Refuses an opened image that has more than 8 bits per channel, or whose PIL mode has no rule
+    to become 8-bit RGB (see ``CONVERSIONS``)."""
+    mode = image.mode
+    bits = image.tag_v2.get(258, 8) if image.format == "TIFF" else 8  # TIFF BitsPerSample
+    bits = max(bits) if isinstance(bits, tuple) else int(bits)
+    if mode in ("I", "F"):
+        kind = "32-bit float" if mode == "F" else "32-bit integer"
+        raise DataError(deep_image_problem(path, f"{kind} pixels (PIL mode {mode})"))
+    if mode.startswith("I;16") or bits > 8:  # PIL opens 16-bit RGB TIFFs as RGB, truncated
+        depth = bits if bits > 8 else 16
+        raise DataError(deep_image_problem(path, f"{depth} bits per channel (PIL mode {mode})"))
+    if mode not in CONVERSIONS:
+        raise DataError(
+            f"{path}: image is in PIL mode {mode}, which seglab does not convert; save it as "
+            "8-bit RGB"
+        )
+
+
+def orientation_problem(path: Path | str, orientation: int) -> str:
+    """The refusal of an image whose EXIF orientation nobody said how to treat."""
+    return (
+        f"{path}: EXIF orientation {orientation}: viewers show it {ORIENTATIONS[orientation]}, "
+        "decoders read the stored pixels. Set data.exif_orientation to apply (masks and predictions "
+        "follow the displayed image) or ignore (they follow the stored pixels)"
+    )
+
+
+def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
+    """An image as 8-bit RGB ``uint8 (3, H, W)``, by the rules of this module's docstring; ``exif``
+    says what to do with an EXIF orientation other than 1."""
+    path = Path(path)
+    data = _read_file(path, "image")
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            check_image_mode(path, header)
+            orientation = exif_orientation(header)
+            if header.format in _TORCHVISION_FORMATS:
+                raw = torch.frombuffer(data, dtype=torch.uint8)
+                image = decode_image(raw, mode=ImageReadMode.RGB)
+            else:
+                pixels = torch.from_numpy(np.array(header.convert("RGB")))
+                image = pixels.permute(2, 0, 1).contiguous()
+    except DataError:
+        raise
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: cannot decode image: not an image PIL can identify") from None
+    except (RuntimeError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot decode image (corrupt or truncated): {e}") from None
+    if image.dtype != torch.uint8:  # torchvision decodes 16-bit PNGs that PIL calls RGB
+        raise DataError(deep_image_problem(path, f"{image.element_size() * 8} bits per channel"))
+    if orientation != 1 and exif != "ignore":
+        if exif != "apply":
+            raise DataError(orientation_problem(path, orientation))
+        return apply_orientation(image, orientation)
+    return image
+
+
+def webp_is_lossless(path: Path) -> bool:
+    """Whether a WebP file holds a lossless (VP8L) rather than a lossy (VP8) image. The RIFF container
+    names its bitstream chunk; PIL does not say which it read."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WEBP":
+            return False
+        while len(chunk := f.read(8)) == 8:
+            fourcc, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if fourcc == b"VP8L":
+                return True
+            if fourcc in (b"VP8 ", b"ANMF"):  # lossy, or an animation
+                return False
+            f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    return False
+
+
+def lossy_mask_problem(path: Path, image: Image.Image) -> str | None:
+    """Why a mask file cannot hold exact class ids (a lossy format), or ``None``."""
+    fmt = image.format
+    if fmt == "WEBP":
+        lossless = webp_is_lossless(path)
+    elif fmt == "TIFF":
+        lossless = "jpeg" not in str(image.info.get("compression", ""))
+    else:
+        lossless = fmt in LOSSLESS_MASK_FORMATS
+    if lossless:
+        return None
+    kind = {"WEBP": "lossy WebP", "TIFF": "JPEG-compressed TIFF", "MPO": "JPEG"}.get(fmt, fmt)
+    return (
+        f"{path}: mask is stored as {kind}, a lossy format that changes class ids near edges; "
+        "export the masks as PNG from the annotation tool (converting this file keeps the damage)"
+    )
+
+
 def _decode_mask(path: Path, mode: str | None = None) -> np.ndarray:
-    """The mask's pixels (converted to ``mode`` if given), errors naming the file."""
+    """The mask's pixels (converted to ``mode`` if given), checked to be stored losslessly and
+    upright; errors name the file."""
     try:
         with Image.open(path) as im:
+            problem = lossy_mask_problem(path, im)
+            if problem is None and (orientation := exif_orientation(im)) != 1:
+                problem = (
+                    f"{path}: mask has EXIF orientation {orientation} ({ORIENTATIONS[orientation]} "
+                    "by viewers); masks are used as stored: remove the tag once the mask is aligned"
+                )
+            if problem is not None:
+                raise DataError(problem)
             return np.array(im.convert(mode) if mode else im)
+    except DataError:
+        raise
+    except PermissionError:
+        raise DataError(f"{path}: cannot read the mask file: permission denied") from None
     except FileNotFoundError:
-        raise DataError(f"{path}: mask file not found") from None
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(file_problem(path, "mask") or f"{path}: mask file not found") from None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(
             f"{path}: cannot decode mask (corrupt, truncated or not an image): {e}"
         ) from None

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from seglab.data.dataset import SegmentationDataset, check_sample
+from seglab.data.datasets.base import SegmentationDataset, check_sample
 
 
 def label_counts(mask: Tensor, ignore_index: int, minlength: int = 0) -> Tensor:
@@ -45,7 +45,7 @@ class _SampleCounts(Dataset):
             _, mask, _ = d.cache.read(index)
         else:
             image, mask, name = d.load(index)
-            check_sample(image, mask, name, d.num_classes, d.ignore_index)
+            check_sample(image, mask, name, d.num_classes, d.ignore_index, d.mask_file(index))
         return label_counts(mask, d.ignore_index, d.num_classes)[: d.num_classes]
 
 

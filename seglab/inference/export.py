@@ -1,21 +1,28 @@
 """A trained network as files that run without seglab: ONNX, TorchScript, or smp's own format.
 
-ONNX and TorchScript take a normalised image and give logits, with batch, height and width dynamic:
-the graph pads the input to the output stride and crops the logits back, like
-``SegmentationModule.forward``, but unconditionally, so tracing records the padding for every size
-instead of the branch taken by the example input. Each file is run once on two input sizes and
-compared with PyTorch (ONNX with onnxruntime when it is installed). ``smp`` writes
-``config.json`` + ``model.safetensors`` for ``segmentation_models_pytorch.from_pretrained``.
+ONNX and TorchScript give logits ``(N, C, H, W)``, with batch, height and width dynamic: the graph
+pads the input to the output stride and crops the logits back, like ``SegmentationModule.forward``,
+but unconditionally, so tracing records the padding for every size instead of the branch taken by
+the example input. Their input is the normalised float image, or with ``input="uint8"`` the RGB
+uint8 image itself (``(N, 3, H, W)``; the normalisation is part of the graph). Each file is run on
+two input sizes and compared with PyTorch (ONNX with onnxruntime when it is installed). ``smp``
+writes ``config.json`` + ``model.safetensors`` for ``segmentation_models_pytorch.from_pretrained``.
+
+Every export carries what a user of the model needs to know (``metadata``: the input it takes and
+its normalisation, channel order, class names, palette, ``ignore_index``): in ``seglab.json`` beside
+the files, in the ONNX model's metadata (key ``seglab``), and in the TorchScript archive
+(``torch.jit.load(path, _extra_files={"seglab.json": ""})``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +43,27 @@ class ExportError(SeglabError):
 
 
 class ExportModel(nn.Module):
-    """The network of a ``SegmentationModule`` with its stride padding, fit for tracing."""
+    """The network of a ``SegmentationModule`` with its stride padding, fit for tracing; with
+    ``mean``/``std`` it takes uint8 RGB images and normalises them itself."""
 
-    def __init__(self, net: nn.Module, size_divisor: int) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        size_divisor: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.size_divisor = size_divisor
+        self.normalise = mean is not None
+        if mean is not None and std is not None:  # the arithmetic of SegmentationModule.segment
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, image: Tensor) -> Tensor:
+        if self.normalise:
+            image = (image.float() / 255 - self.mean) / self.std
         h, w = image.shape[-2], image.shape[-1]
         d = self.size_divisor
         padded = F.pad(image, (0, (d - w % d) % d, 0, (d - h % d) % d))
@@ -57,10 +77,14 @@ def _require(module: str, fmt: str) -> None:
         )
 
 
-def export_onnx(model: nn.Module, example: Tensor, path: Path, opset: int = 17) -> Path:
+def export_onnx(
+    model: nn.Module, example: Tensor, path: Path, opset: int = 17, metadata: str = "{}"
+) -> Path:
     """ONNX with dynamic batch, height and width (TorchScript-based exporter: it keeps the
-    shape arithmetic of the padding symbolic)."""
+    shape arithmetic of the padding symbolic), ``metadata`` under the model's ``seglab`` key."""
     _require("onnx", "onnx")
+    import onnx
+
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,14 +98,17 @@ def export_onnx(model: nn.Module, example: Tensor, path: Path, opset: int = 17) 
             opset_version=opset,
             dynamo=False,
         )
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {"seglab": metadata})
+    onnx.save(graph, str(path))
     return path
 
 
-def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> Path:
+def export_torchscript(model: nn.Module, example: Tensor, path: Path, metadata: str = "{}") -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example)
-    traced.save(str(path))
+    torch.jit.save(traced, str(path), _extra_files={"seglab.json": metadata})
     return path
 
 
@@ -142,15 +169,27 @@ def compare_logits(got: Tensor, expected: Tensor, rtol: float = RELATIVE_TOLERAN
     return agreement
 
 
+def example_input(batch: int, channels: int, h: int, w: int, uint8: bool) -> Tensor:
+    """A reproducible random input: uint8 levels, or a normalised-looking float image."""
+    g = torch.Generator().manual_seed(h)
+    if uint8:
+        return torch.randint(0, 256, (batch, channels, h, w), generator=g, dtype=torch.uint8)
+    return torch.randn(batch, channels, h, w, generator=g)
+
+
 @torch.no_grad()
 def check_exported(
-    path: Path, model: nn.Module, sizes: Sequence[tuple[int, int]], in_channels: int = 3
+    path: Path,
+    model: nn.Module,
+    sizes: Sequence[tuple[int, int]],
+    in_channels: int = 3,
+    uint8: bool = False,
 ) -> Agreement | None:
     """The worst agreement of an exported file with PyTorch over ``sizes`` (None for ONNX
     without onnxruntime); ``ExportError`` naming the file when it does not reproduce PyTorch."""
     worst: Agreement | None = None
     for batch, (h, w) in enumerate(sizes, 1):
-        image = torch.randn(batch, in_channels, h, w, generator=torch.Generator().manual_seed(h))
+        image = example_input(batch, in_channels, h, w, uint8)
         got = run_exported(path, image)
         if got is None:
             return None
@@ -176,18 +215,32 @@ def export(
     formats: Sequence[str] = ("onnx", "torchscript"),
     in_channels: int = 3,
     opset: int = 17,
+    metadata: dict[str, Any] | None = None,
+    uint8_input: bool = False,
     example_size: tuple[int, int] = (256, 256),
     check_sizes: Sequence[tuple[int, int]] = ((256, 256), (200, 333)),
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Writes each format independently and checks it against PyTorch. Returns the written paths
-    and, per format that failed, why (a missing package, a mismatch)."""
+    and, per format that failed, why (a missing package, a mismatch). With ``uint8_input`` the
+    ONNX/TorchScript graphs take uint8 RGB images and normalise them with ``metadata``'s
+    ``mean``/``std``."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ConfigError(f"--formats: unknown {sorted(unknown)}; choose from {', '.join(FORMATS)}")
-    model = ExportModel(net.eval(), size_divisor).eval()
-    example = torch.zeros(1, in_channels, *example_size)
+    metadata = dict(metadata or {})
+    if uint8_input and (metadata.get("mean") is None or metadata.get("std") is None):
+        raise ConfigError(
+            "--input uint8: the checkpoint does not record the model's normalisation (mean/std); "
+            "export with --input float, or retrain with a data module that has mean/std"
+        )
+    metadata["input"] = "uint8 RGB (N, 3, H, W)" if uint8_input else "normalised float (N, C, H, W)"
+    text = json.dumps(metadata, indent=2)
+    normalise = (metadata["mean"], metadata["std"]) if uint8_input else (None, None)
+    model = ExportModel(net.eval(), size_divisor, *normalise).eval()
+    example = example_input(1, in_channels, *example_size, uint8_input)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "seglab.json").write_text(text)
     written: dict[str, Path] = {}
     failed: dict[str, str] = {}
     for fmt in formats:
@@ -195,13 +248,14 @@ def export(
         try:
             if fmt == "smp":
                 written[fmt] = export_smp(net, path)
+                (path / "seglab.json").write_text(text)
                 print(f"smp: {path} (load with segmentation_models_pytorch.from_pretrained)")
                 continue
             if fmt == "onnx":
-                export_onnx(model, example, path, opset)
+                export_onnx(model, example, path, opset, text)
             else:
-                export_torchscript(model, example, path)
-            agreement = check_exported(path, model, check_sizes, in_channels)
+                export_torchscript(model, example, path, text)
+            agreement = check_exported(path, model, check_sizes, in_channels, uint8_input)
         except SeglabError as e:
             failed[fmt] = str(e)
             continue

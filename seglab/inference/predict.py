@@ -29,6 +29,7 @@ class Inference:
         tile_batch_size: tiles per forward pass.
         hflip, vflip: test-time augmentation with horizontally / vertically flipped copies.
         scales: test-time augmentation with resized copies (1.0 = original size).
+        output: what ``predict`` returns per image: class ``ids``, or ``probabilities`` too.
     """
 
     mode: Literal["whole", "slide"] = "whole"
@@ -40,6 +41,7 @@ class Inference:
     hflip: bool = False
     vflip: bool = False
     scales: tuple[float, ...] = (1.0,)
+    output: Literal["ids", "probabilities"] = "ids"
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -48,6 +50,10 @@ class Inference:
             self.tile_size, self.overlap, self.stride, self.weighting, self.tile_batch_size
         )
         check_scales(self.scales)
+        if self.output not in ("ids", "probabilities"):
+            raise ConfigError(
+                f"model.inference.output must be ids or probabilities, got {self.output!r}"
+            )
 
     @property
     def passes(self) -> int:

@@ -3,6 +3,10 @@
 Per input ``<stem>``: ``<stem>.png`` (class ids, the input's height and width), and optionally
 ``<stem>_color.png`` (a palette PNG), ``<stem>_overlay.png`` (colours blended over the image) and
 ``<stem>_probs.npy|.pt`` (float16 per-class probabilities ``(C, H, W)``).
+
+Output names never collide: two inputs that would write the same file (``a.png`` and ``a.jpg``; or
+``a.png`` and ``a_color.png`` with colour outputs) are refused before anything is written, and no
+input's output replaces another's from the same run, with ``overwrite`` or without.
 """
 
 from __future__ import annotations
@@ -18,26 +22,17 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch import Tensor
 
-from seglab.data.io import read_image
-
-
-def default_palette(num_classes: int = 256) -> np.ndarray:
-    """``(num_classes, 3)`` uint8 colours, the same on every run: the bit-interleaving palette of
-    PASCAL VOC (class 0 black, then well-separated colours)."""
-    palette = np.zeros((num_classes, 3), dtype=np.uint8)
-    for index in range(num_classes):
-        value, shift = index, 7
-        while value:
-            for channel in range(3):
-                palette[index, channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-            shift -= 1
-    return palette
+from seglab.data.exif import ExifOrientation
+from seglab.data.io import DataError, read_image
+from seglab.data.palette import default_palette
+from seglab.errors import ConfigError
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Saves each predicted batch under ``output_dir``; a file that exists already is an error
-    unless ``overwrite``.
+    """Saves each predicted batch under ``output_dir``. Before the first batch, every input's output
+    names are worked out: two inputs that would share an output file are an error, and so is an
+    output that exists already unless ``overwrite``. Overlays read the input image with the data
+    module's ``exif_orientation``, as the prediction did.
 
     Args:
         output_dir: directory for the outputs (created).
@@ -64,20 +59,69 @@ class PredictionWriter(BasePredictionWriter):
         self.overwrite = overwrite
         self.color, self.overlay, self.overlay_alpha = color, overlay, overlay_alpha
         self.probabilities = probabilities
-        self.palette = default_palette() if palette is None else np.asarray(palette, np.uint8)
+        self.palette = None if palette is None else np.asarray(palette, np.uint8)
+        self.exif_orientation: ExifOrientation = "refuse"  # the data module's, on predict start
+        self.written: dict[Path, str] = {}  # output file -> the input it was written for
+
+    def output_names(self, source: str) -> dict[str, str]:
+        """The file names (by kind) that the input named ``source`` is written to."""
+        stem = Path(source).stem
+        names = {"ids": f"{stem}.png"}
+        if self.color:
+            names["color"] = f"{stem}_color.png"
+        if self.overlay:
+            names["overlay"] = f"{stem}_overlay.png"
+        if self.probabilities:
+            names["probs"] = f"{stem}_probs.{self.probabilities}"
+        return names
+
+    def check_outputs(self, sources: Sequence[str]) -> None:
+        """Refuses inputs whose outputs would collide, and outputs that exist already (unless
+        ``overwrite``), before anything is written."""
+        owners: dict[str, str] = {}
+        for source in sources:
+            for name in self.output_names(source).values():
+                if name in owners:
+                    raise DataError(
+                        f"{source} and {owners[name]} would both be written to "
+                        f"{self.output_dir / name}; rename one (outputs are named after the "
+                        "input's stem)"
+                    )
+                owners[name] = source
+        if not self.overwrite:
+            existing = [self.output_dir / n for n in owners if (self.output_dir / n).exists()]
+            if existing:
+                more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+                raise FileExistsError(
+                    f"{existing[0]}: prediction output exists already{more}; pass --overwrite "
+                    "true to replace outputs of earlier runs"
+                )
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "predict":
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            if self.probabilities:
-                pl_module.predict_probabilities = True
+            if self.palette is None:  # the model's (its data's) palette, else VOC's colours
+                recorded = getattr(getattr(pl_module, "hparams", {}), "palette", None)
+                self.palette = np.asarray(recorded or default_palette(), np.uint8)
 
-    def _target(self, name: str) -> Path:
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.written = {}
+        self.exif_orientation = getattr(trainer.datamodule, "exif_orientation", "refuse")
+        self.check_outputs(input_names(trainer.predict_dataloaders))
+
+    def _target(self, name: str, source: str) -> Path:
         path = self.output_dir / name
+        # Inputs the up-front check could not name (datasets without files) are caught here.
+        if path in self.written:
+            raise DataError(
+                f"{path}: written for {self.written[path]} in this run already; {source} would "
+                "replace it. Rename one of them"
+            )
         if path.exists() and not self.overwrite:
             raise FileExistsError(
                 f"{path}: prediction output exists already; pass --overwrite true to replace it"
             )
+        self.written[path] = source
         return path
 
     def write_on_batch_end(
@@ -94,19 +138,17 @@ class PredictionWriter(BasePredictionWriter):
             masks, probs = prediction["mask"], prediction.get("probs")
         else:
             masks, probs = prediction, None
+        if self.probabilities and probs is None:
+            raise ConfigError(
+                f"PredictionWriter(probabilities={self.probabilities!r}) needs probabilities from "
+                "predict_step: set model.inference.output: probabilities"
+            )
         names = batch["name"] if isinstance(batch, dict) and "name" in batch else None
         for i, mask in enumerate(masks):
             source = names[i] if names is not None else f"{batch_idx:06d}_{i}"
-            stem = Path(source).stem
             # Check every file of this input before writing any: no half-written outputs.
-            names_out = {"ids": f"{stem}.png"}
-            if self.color:
-                names_out["color"] = f"{stem}_color.png"
-            if self.overlay:
-                names_out["overlay"] = f"{stem}_overlay.png"
-            if self.probabilities and probs is not None:
-                names_out["probs"] = f"{stem}_probs.{self.probabilities}"
-            paths = {key: self._target(name) for key, name in names_out.items()}
+            names_out = self.output_names(source)
+            paths = {key: self._target(name, source) for key, name in names_out.items()}
             ids = mask.to("cpu", torch.int64).numpy()
             top = int(ids.max(initial=0))
             Image.fromarray(ids.astype(np.uint8 if top < 256 else np.uint16)).save(paths["ids"])
@@ -124,7 +166,8 @@ class PredictionWriter(BasePredictionWriter):
     def _write_overlay(self, source: str, ids: np.ndarray, path: Path) -> None:
         """Colours over the original image file (not the normalized tensor)."""
         if Path(source).is_file():
-            image = read_image(source).permute(1, 2, 0).numpy().astype(np.float32)
+            image = read_image(source, self.exif_orientation).permute(1, 2, 0).numpy()
+            image = image.astype(np.float32)
         else:
             image = np.zeros((*ids.shape, 3), np.float32)
         colors = self.palette[ids].astype(np.float32)
@@ -137,6 +180,23 @@ class PredictionWriter(BasePredictionWriter):
             torch.save(probs, path)
         else:
             np.save(path, probs.numpy())
+
+
+def input_names(loaders: Any) -> list[str]:
+    """The names (image paths) of every input of the predict loaders whose datasets can say them
+    without decoding (``image_file(index)``, as seglab's datasets do)."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    names = []
+    for loader in loaders if isinstance(loaders, list | tuple) else [loaders]:
+        dataset = getattr(loader, "dataset", None)
+        if not hasattr(dataset, "image_file"):
+            continue
+        files = [dataset.image_file(i) for i in range(len(dataset))]
+        names += [str(f) for f in files if f is not None]
+    return names
 
 
 def add_prediction_arguments(parser: Any) -> None:

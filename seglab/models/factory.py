@@ -7,6 +7,7 @@ gets the lower fine-tuning learning rate and that can be frozen.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
@@ -18,6 +19,8 @@ from seglab.models.weights import (
     is_weights_file,
     load_encoder_weights,
     named_weights_available,
+    read_state_dict,
+    whole_model_encoder,
 )
 
 Arch = Literal[
@@ -41,6 +44,7 @@ Arch = Literal[
     "unet_original",
 ]
 SMP_ARCHS: tuple[str, ...] = tuple(a for a in Arch.__args__ if a not in CLASSIC_ARCHS)
+FCN_ARCHS = ("fcn32s", "fcn16s", "fcn8s")  # classic architectures on a timm backbone
 
 
 def create_model(
@@ -51,33 +55,52 @@ def create_model(
     num_classes: int = 2,
     **kwargs: Any,
 ) -> nn.Module:
-    """An smp model; ``kwargs`` go to the architecture (``encoder_depth``, ``decoder_channels`` ...)."""
-    if arch in CLASSIC_ARCHS:
-        return create_classic_model(
-            arch, encoder_name, encoder_weights, in_channels, num_classes, **kwargs
-        )
-    if arch not in SMP_ARCHS:
+    """The network of ``arch`` with the encoder's weights: none, a named weight set (cached, or
+    downloaded when the host is reachable: ``seglab.models.weights``), or a local file (the same
+    rule for every architecture, ``is_weights_file``). ``kwargs`` go to the architecture
+    (``encoder_depth``, ``decoder_channels`` ...)."""
+    if arch not in Arch.__args__:
         raise ConfigError(
-            f"model.arch: unknown architecture {arch!r}; choose from {', '.join(SMP_ARCHS)}"
+            f"model.arch: unknown architecture {arch!r}; choose from {', '.join(Arch.__args__)}"
         )
-    check_encoder_name(encoder_name)
-    # A local weights file is loaded after construction; a named set must be cached or downloadable.
-    weights_file = encoder_weights if is_weights_file(encoder_weights) else None
-    named = None if weights_file else encoder_weights
-    if named is not None and encoder_name.startswith("tu-"):
-        named = True  # smp's tu- encoders take a boolean: timm's default pretrained tag
-    with named_weights_available(encoder_name, named):
-        model = smp.create_model(
-            arch,
-            encoder_name=encoder_name,
-            encoder_weights=named,
-            in_channels=in_channels,
-            classes=num_classes,
-            **kwargs,
-        )
-    if weights_file is not None:
-        load_encoder_weights(model.encoder, weights_file)
+    timm_based = arch in FCN_ARCHS or encoder_name.startswith("tu-")
+    if arch in SMP_ARCHS:
+        check_encoder_name(encoder_name)
+    if not is_weights_file(encoder_weights):
+        if arch in CLASSIC_ARCHS and arch not in FCN_ARCHS:  # their own encoder: no weight sets
+            return _build(arch, encoder_name, encoder_weights, in_channels, num_classes, **kwargs)
+        named = encoder_weights if not timm_based or encoder_weights is None else True
+        timm_name = encoder_name if encoder_name.startswith("tu-") else f"tu-{encoder_name}"
+        with named_weights_available(timm_name if timm_based else encoder_name, encoder_weights):
+            return _build(arch, encoder_name, named, in_channels, num_classes, **kwargs)
+    path = Path(encoder_weights).expanduser()
+    tensors = read_state_dict(path)
+    own = whole_model_encoder(tensors)
+    model = _build(arch, encoder_name, None, in_channels, num_classes, **kwargs)
+    load_encoder_weights(model.encoder, tensors if own is None else own, path)
     return model
+
+
+def _build(
+    arch: str,
+    encoder_name: str,
+    weights: str | bool | None,
+    in_channels: int,
+    num_classes: int,
+    **kwargs: Any,
+) -> nn.Module:
+    """The network; ``weights`` is what the library takes: smp's weight-set name, or True for
+    timm's default tag."""
+    if arch in CLASSIC_ARCHS:
+        return create_classic_model(arch, encoder_name, weights, in_channels, num_classes, **kwargs)
+    return smp.create_model(
+        arch,
+        encoder_name=encoder_name,
+        encoder_weights=weights,
+        in_channels=in_channels,
+        classes=num_classes,
+        **kwargs,
+    )
 
 
 def check_encoder_name(encoder_name: str) -> None:

@@ -1,7 +1,9 @@
 """Fine-tuning parameter groups: a pretrained backbone learns slower than a freshly initialised head.
 
-Weight decay is not applied to biases and normalisation parameters (every 0-/1-d tensor): decaying
-them only pulls the normalisation scales towards zero and hurts accuracy (Goyal et al., 2017; timm).
+Every parameter of the module is in a group: those under ``backbone`` at ``lr * backbone_lr_mult``,
+all others (decoder, head, and anything a subclass adds) at ``lr``. Weight decay is not applied to
+biases and normalisation parameters (every 0-/1-d tensor): decaying them only pulls the
+normalisation scales towards zero and hurts accuracy (Goyal et al., 2017; timm).
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ def is_no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def param_groups(
-    model: nn.Module,
+    module: nn.Module,
     lr: float,
     backbone_lr_mult: float = 0.1,
     weight_decay: float = 1e-4,
-    backbone: str = "encoder",
+    backbone: str = "model.encoder",
 ) -> list[dict]:
-    """Groups for ``torch.optim``: the ``backbone`` submodule at ``lr * backbone_lr_mult``, the rest
-    (decoder, head) at ``lr``; each split into a decayed and a non-decayed half. Empty groups are
-    dropped. Every group has a ``name`` so logs and tests can tell them apart."""
+    """Groups for ``torch.optim`` over every parameter of ``module``: ``backbone`` (a submodule
+    path) and the rest, each split into a decayed and a non-decayed half. Empty groups are
+    dropped; every group has a ``name`` so logs and tests can tell them apart."""
     groups: dict[str, dict] = {}
     prefix = backbone + "."
-    for name, param in model.named_parameters():
+    for name, param in module.named_parameters():
         part = "backbone" if name.startswith(prefix) else "head"
         decay = not is_no_decay(name, param)
         key = f"{part}{'' if decay else '_no_decay'}"

@@ -4,8 +4,14 @@
   * a named weight set (``imagenet`` ...): smp encoders fetch ``smp-hub/<encoder>.<weights>`` and timm
     encoders (``tu-<name>``) their default pretrained tag through the Hugging Face hub cache
     (``HF_HOME``) or torch hub (``TORCH_HOME``); or
-  * a local file: ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``), ``.safetensors``, or a
-    Lightning ``.ckpt`` whose ``model.encoder.*`` tensors are taken.
+  * a local file (one rule everywhere, ``is_weights_file``: a path with a weights suffix or a
+    directory part, or any existing file): ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=
+    True)``), ``.safetensors``, or a Lightning ``.ckpt``. A file of a whole seglab or smp model gives
+    its encoder's tensors (``model.encoder.*``, ``encoder.*``); a classification checkpoint
+    (timm's ``model.state_dict()``, a torchvision or hub file) gives the encoder its layers and
+    drops exactly the layers the encoder does not have (the classifier, and heads such as
+    EfficientNet's ``conv_head``/``bn2``: said in one line); anything else that does not fit is an
+    error naming the keys. The same for every architecture, smp's and the classic ones.
 
 Cluster nodes often have no internet. Cached weights are loaded with the hub forced offline (no
 network call at all); weights that are missing while the host is unreachable (probed with a 3 s
@@ -27,22 +33,27 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from seglab.compat import hub_offline
 from seglab.errors import ConfigError, WeightsUnavailableError
 
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-# Classification heads of ImageNet checkpoints: an encoder has no place for them.
-CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.", "last_linear.", "head_dist.")
 PROBE_TIMEOUT_S = 3.0
 
 
 def is_weights_file(encoder_weights: str | bool | None) -> bool:
-    """Whether ``encoder_weights`` names a local file rather than a weight set."""
+    """Whether ``encoder_weights`` names a local file rather than a weight set: a weights suffix,
+    a directory part, or an existing file. A path is never taken for a download."""
     if not isinstance(encoder_weights, str):
         return False
-    return encoder_weights.endswith(WEIGHT_FILE_SUFFIXES) or os.sep in encoder_weights
+    return (
+        encoder_weights.endswith(WEIGHT_FILE_SUFFIXES)
+        or os.sep in encoder_weights
+        or "/" in encoder_weights
+        or Path(encoder_weights).expanduser().is_file()
+    )
 
 
 # --- local files ---------------------------------------------------------------------------------
@@ -67,30 +78,31 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return {k: v for k, v in data.items() if isinstance(v, Tensor)}
 
 
-def encoder_tensors(state_dict: dict[str, Tensor], target_keys: set[str]) -> dict[str, Tensor]:
-    """The encoder's share of ``state_dict``: strips a ``model.encoder.`` (seglab checkpoint) or
-    ``encoder.`` (smp model) prefix, adds smp's ``model.`` prefix of timm encoders to a plain timm
-    checkpoint, and drops classification heads."""
+def whole_model_encoder(state_dict: dict[str, Tensor]) -> dict[str, Tensor] | None:
+    """The encoder's tensors of a whole seglab (``model.encoder.*``) or smp (``encoder.*``) model,
+    or None for any other file (a classification checkpoint)."""
     for prefix in ("model.encoder.", "encoder."):
         if any(k.startswith(prefix) for k in state_dict):
-            state_dict = {
-                k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)
-            }
-            break
-    if not set(state_dict) & target_keys and {f"model.{k}" for k in state_dict} & target_keys:
-        state_dict = {f"model.{k}": v for k, v in state_dict.items()}
-    return {
-        k: v
-        for k, v in state_dict.items()
-        if k in target_keys or not k.removeprefix("model.").startswith(CLASSIFIER_PREFIXES)
-    }
+            return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return None
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
-    """Loads a weights file into ``encoder``; any missing, unexpected or mis-shaped key is an error
-    that names the keys."""
+def _layer(key: str) -> str:
+    """The top-level layer a tensor belongs to (inside the ``model`` of a timm-based encoder)."""
+    return ".".join(key.split(".")[: 2 if key.startswith("model.") else 1])
+
+
+def load_encoder_weights(encoder: nn.Module, tensors: dict[str, Tensor], path: str | Path) -> None:
+    """Loads ``tensors`` (read from ``path``) into ``encoder``. Keys of a plain timm checkpoint
+    get the ``model.`` prefix of timm-based encoders; tensors of layers the encoder does not have at
+    all (a classification head) are dropped; any other missing, unexpected or mis-shaped key is an
+    error naming the keys."""
     target = encoder.state_dict()
-    tensors = encoder_tensors(read_state_dict(path), set(target))
+    if not set(tensors) & set(target) and {f"model.{k}" for k in tensors} & set(target):
+        tensors = {f"model.{k}": v for k, v in tensors.items()}
+    layers = {_layer(k) for k in target}
+    dropped = sorted({_layer(k) for k in tensors} - layers)
+    tensors = {k: v for k, v in tensors.items() if _layer(k) in layers}
     missing = [k for k in target if k not in tensors and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in tensors if k not in target]
     shapes = [
@@ -111,6 +123,10 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
             f"model.encoder_weights: {path} does not fit the encoder: " + "; ".join(problems)
         )
     encoder.load_state_dict(tensors, strict=False)
+    if dropped:
+        rank_zero_info(
+            f"model.encoder_weights: {path}: left out {', '.join(dropped)} (not layers of the encoder)"
+        )
 
 
 # --- named weight sets ---------------------------------------------------------------------------

@@ -51,9 +51,14 @@ def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
     )
     trainer.fit(cli.model, cli.datamodule)
 
-    # CSV: panels image | ground truth | prediction, only at epoch 2 (step 4), same 2 images
+    # CSV: panels image | ground truth | prediction, only at epoch 2, at the step of that
+    # validation's metrics (Lightning logs them at the step before the 4th optimizer step's), same
+    # 2 images
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("val/mIoU")]
+    assert steps == [1, 3]
     files = sorted((tmp_path / "csv" / "version_0" / "predictions").glob("*.png"))
-    assert [f.name for f in files] == ["val_step000004_0.png", "val_step000004_1.png"]
+    assert [f.name for f in files] == ["val_step000003_0.png", "val_step000003_1.png"]
     panel = np.array(Image.open(files[0]))
     assert panel.shape == (64, 3 * 64, 3)
     assert not np.array_equal(panel[:, 64:128], panel[:, 128:])  # truth and prediction differ
@@ -74,7 +79,7 @@ def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
     events = EventAccumulator(str(tb_logger.log_dir), size_guidance={"images": 0}).Reload()
     assert sorted(events.Tags()["images"]) == ["predictions/val/0", "predictions/val/1"]
     (image,) = events.Images("predictions/val/0")
-    assert image.step == 4 and (image.height, image.width) == (64, 3 * 64)
+    assert image.step == 3 and (image.height, image.width) == (64, 3 * 64)
     assert "val/per_class/text_summary" in events.Tags()["tensors"]
 
 

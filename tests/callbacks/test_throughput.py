@@ -65,14 +65,15 @@ def _fit(tmp_path: Path, data_seconds: float, batches: int = 6, window: int = 3)
 
 
 def test_slow_data_loader_shows_as_a_high_data_wait_fraction(tmp_path):
-    rows = _fit(tmp_path, data_seconds=0.1)
+    # 0.4 s loading vs 0.02 s compute (and Lightning's per-step work, slow on a busy machine)
+    rows = _fit(tmp_path, data_seconds=0.4)
     assert len(rows) == 2  # 6 batches, a window of 3
     for row in rows:
-        assert float(row["perf/data_wait_fraction"]) > 0.5  # 0.1 s loading vs 0.02 s compute
+        assert float(row["perf/data_wait_fraction"]) > 0.5
         # at most 3 batches per 2 loadings (the first window starts once the first batch has
         # arrived, later ones wait for all 3); no lower bound: a busy machine only slows it down
         images_per_sec = float(row["perf/images_per_sec"])
-        assert 0 < images_per_sec < 3 * BATCH / (2 * 0.1)
+        assert 0 < images_per_sec < 3 * BATCH / (2 * 0.4)
 
 
 def test_fast_data_loader_shows_as_a_low_data_wait_fraction(tmp_path):

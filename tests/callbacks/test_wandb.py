@@ -139,8 +139,19 @@ def test_prediction_images_carry_masks_and_class_labels(run):
     assert values["1"] == "circle" and values["255"] == "ignore"
 
 
+def test_images_and_tables_are_logged_at_the_step_of_their_validation_metrics(run):
+    _, _, records = run
+    history = _history(records)
+
+    def steps(key: str) -> list[int]:
+        return [row["trainer/global_step"] for row in history if key in row]
+
+    assert steps("val/mIoU") == steps("predictions/val/count") == steps("val/per_class/path")
+    assert len(steps("val/mIoU")) == 2
+
+
 def test_best_checkpoint_is_a_model_artifact_with_its_metrics(run):
-    fit, _, records = run
+    fit, run_dir, records = run
     artifacts = [
         r.artifact
         for r in records
@@ -150,8 +161,33 @@ def test_best_checkpoint_is_a_model_artifact_with_its_metrics(run):
     artifact = artifacts[0]
     assert "best" in artifact.aliases
     assert [entry.path for entry in artifact.manifest.contents] == ["model.ckpt"]
+    (entry,) = artifact.manifest.contents  # a copy in the run's own folder, not a user-wide stage
+    assert Path(entry.local_path) == run_dir / "files" / "model.ckpt"
+    assert Path(entry.local_path).is_file()
     metadata = json.loads(artifact.metadata)
     checkpoint = fit.trainer.checkpoint_callback
     assert metadata["checkpoint"] == Path(checkpoint.best_model_path).name
     assert metadata["val/mIoU"] == pytest.approx(float(checkpoint.best_model_score))
     assert "val/IoU/circle" in metadata and "epoch" in metadata
+
+
+def test_without_the_command_the_run_config_holds_the_model_and_the_data(tmp_path, monkeypatch):
+    """A plain Trainer, WandbLogger and seglab's modules, as another project would use them."""
+    import lightning as L
+    from lightning.pytorch.loggers import WandbLogger
+
+    from seglab import SegmentationModule, SyntheticDataModule
+
+    monkeypatch.chdir(tmp_path)
+    data = SyntheticDataModule(image_size=32, num_train=2, num_val=2, batch_size=2, num_workers=0)
+    model = SegmentationModule(encoder_name="tu-test_resnet", num_classes=data.num_classes, lr=0.02)
+    logger = WandbLogger(save_dir=str(tmp_path), project="seglab-test", offline=True)
+    L.Trainer(max_steps=1, logger=logger, enable_progress_bar=False).fit(model, data)
+    logger.experiment.finish()
+    wandb.teardown()
+    (path,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    config = _config(read_wandb_records(path))
+    assert config["lr"] == 0.02 and config["encoder_name"] == "tu-test_resnet"
+    assert config["data"]["class_path"] == "seglab.data.datasets.synthetic.SyntheticDataModule"
+    assert config["data"]["init_args"]["image_size"] == 32
+    assert config["data"]["init_args"]["augment"]["hue"] == 0.02

@@ -8,6 +8,7 @@ from PIL import Image
 from seglab import DataError, FolderDataModule
 from seglab.cli import main
 from tests.conftest import TINY_RUN, user_error, write_folder_dataset
+from tests.data.awkward_files import broken_link, save_jpeg, save_png16, shapes_mask
 
 
 def _dm(root) -> FolderDataModule:
@@ -43,14 +44,19 @@ def test_images_without_masks_and_masks_without_images(root):
     (root / "train/images/img002.png").rename(root / "train/images/other.png")
     with pytest.raises(DataError) as e:
         _dm(root).dataset("train")
-    assert "images without a mask" in str(e.value) and "'img000'" in str(e.value)
-    assert "masks without an image" in str(e.value) and "'img002'" in str(e.value)
+    assert sorted(e.value.problems) == [
+        f"{root}/train/images/img000.png: image without a mask (no img000.* in {root}/train/masks)",
+        f"{root}/train/images/other.png: image without a mask (no other.* in {root}/train/masks)",
+        f"{root}/train/masks/img002.png: mask without an image (no img002.* in {root}/train/images)",
+    ]
 
 
 def test_image_mask_size_mismatch(root):
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(root / "train/masks/img001.png")
     with pytest.raises(
-        DataError, match=r"img001\.png: image is 40x48 \(HxW\) but its mask is 20x20"
+        DataError,
+        match=r"train/masks/img001\.png: mask is 20x20 \(HxW\) but its image "
+        r"\S+/train/images/img001\.png is 40x48",
     ):
         _dm(root).dataset("train")[1]
 
@@ -59,7 +65,7 @@ def test_mask_value_neither_class_nor_ignore(root):
     mask = np.zeros((40, 48), np.uint8)
     mask[5, 5] = 9
     Image.fromarray(mask).save(root / "train/masks/img000.png")
-    with pytest.raises(DataError, match=r"img000\.png: mask has values \[9\]"):
+    with pytest.raises(DataError, match=r"train/masks/img000\.png: mask has values \[9\]"):
         _dm(root).dataset("train")[0]
 
 
@@ -69,10 +75,16 @@ def test_wrong_mask_channel_count(root):
         _dm(root).dataset("train")[0]
 
 
-def test_empty_split(tmp_path):
+def test_an_empty_split_names_its_directory(tmp_path):
     root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 0})
-    with pytest.raises(DataError, match="the val split of FolderDataModule is empty"):
+    with pytest.raises(DataError, match=rf"the val split is empty: no images in {root}/val/images"):
         _dm(root).setup("fit")
+    (root / "val.txt").write_text("\n")
+    dm = FolderDataModule(str(root), num_classes=3, list_file="{split}.txt")
+    with pytest.raises(
+        DataError, match=rf"the val split is empty: {root}/val.txt lists no samples"
+    ):
+        dm.dataset("val")
 
 
 def test_training_stops_on_a_bad_sample_naming_the_file(root, capsys):
@@ -101,7 +113,7 @@ def test_training_stops_on_a_bad_sample_naming_the_file(root, capsys):
         ],
         capsys,
         1,
-        "val/images/img001.png: mask has values [7]",
+        "val/masks/img001.png: mask has values [7]",
     )
 
 
@@ -135,8 +147,8 @@ def test_check_data_reports_every_problem_in_one_run_then_a_histogram(tmp_path, 
     assert "3 problem(s) found" in err
     assert "[train]" in err and "img001.png: cannot decode image" in err
     assert "img002.png: mask has values [8]" in err
-    assert "[val]" in err and "img000.png: image is 40x48" in err
-    assert "note: no test split" in out
+    assert "[val]" in err and "val/masks/img000.png: mask is 10x10" in err
+    assert "note: [test] no test split" in out
     assert "Pixels per class" in out and out.count("%") >= 6  # a row per class and split
 
 
@@ -155,3 +167,106 @@ def test_check_data_passes_a_clean_dataset(tmp_path, capsys):
     )
     main(["check-data", "--config", str(config)])  # no SystemExit: status 0
     assert "No problems in train, val, test" in capsys.readouterr().out
+
+
+def _config(tmp_path, root, **init_args) -> str:
+    config = tmp_path / "exp.yaml"
+    init_args = {"root": str(root), **init_args}
+    data = {"class_path": "seglab.FolderDataModule", "init_args": init_args}
+    config.write_text(yaml.safe_dump({"data": data}))
+    return str(config)
+
+
+def test_check_data_lists_every_problem_of_a_mixed_folder_each_naming_its_file(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "data", {"train": 9, "val": 2, "test": 0})
+    train = root / "train"
+    mask = np.array(Image.open(train / "masks/img000.png"))
+    rgb = np.array(Image.open(train / "images/img000.png"))
+    (train / "masks/img000.png").unlink()
+    save_jpeg(mask, train / "masks/img000.jpg")  # lossy mask
+    image_target = broken_link(train / "images/img001.png")  # a broken image link
+    broken_link(train / "images/img002.png")  # image and mask both broken links
+    broken_link(train / "masks/img002.png")
+    Image.fromarray(np.where(mask == 1, 9, mask).astype(np.uint8)).save(train / "masks/img003.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(train / "masks/img004.png")
+    save_png16(rgb.astype(np.uint16) * 257, train / "images/img005.png")
+    (train / "images/img006.png").unlink()
+    Image.fromarray(rgb).convert("CMYK").save(train / "images/img006.jpg")  # converted: a note
+    (train / "images/img007.png").unlink()
+    save_jpeg(rgb, train / "images/img007.jpg", orientation=6)  # EXIF: refused by default
+    (train / "notes.txt").write_text("not a sample, outside the image directory")
+    (train / "images/readme.txt").write_text("not an image")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check-data", "--config", _config(tmp_path, root, num_classes=3)])
+    assert exit_info.value.code == 1
+    out, err = capsys.readouterr()
+    problems = [line[4:] for line in err.splitlines() if line.startswith("  - ")]
+    expected = {  # the start of each problem line, and what it says
+        f"[train] {train}/images/readme.txt": "not an image file",
+        f"[train] {train}/images/img001.png": f"broken symbolic link to {image_target}",
+        f"[train] {train}/images/img002.png": "broken symbolic link",
+        f"[train] {train}/masks/img002.png": "broken symbolic link",
+        f"[train] {train}/masks/img000.jpg": "mask is stored as JPEG, a lossy format",
+        f"[train] {train}/masks/img003.png": "mask has values [9]",
+        f"[train] {train}/masks/img004.png": "mask is 20x20 (HxW) but its image",
+        f"[train] {train}/images/img005.png": "image has 16 bits per channel",
+        f"[train] {train}/images/img007.jpg": "EXIF orientation 6",
+        "[test] the test split is empty": f"no images in {root}/test/images",
+    }
+    assert len(problems) == len(expected) and f"{len(expected)} problem(s) found" in err
+    for start, what in expected.items():
+        assert sum(p.startswith(f"{start}:") and what in p for p in problems) == 1, start
+    assert "train: 7 samples, val: 2 samples, test: 0 samples" in out  # broken links: no sample
+    assert "note: [train] 1 images: CMYK converted to RGB without colour management" in out
+    assert "img006.jpg" in out
+
+
+def test_check_data_warns_about_photo_like_masks_and_still_passes(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 1}, size=(64, 96))
+    drawn = shapes_mask(128, 192, [0, 2])
+    resized = Image.fromarray(drawn).resize((96, 64), Image.Resampling.BILINEAR)  # 1s on edges
+    assert set(np.unique(resized).tolist()) == {0, 1, 2}  # every value a valid class id
+    resized.save(root / "train/masks/img001.png")
+    Image.fromarray(shapes_mask(64, 96, [0, 2, 1])).save(root / "val/masks/img000.png")  # drawn
+    main(["check-data", "--config", _config(tmp_path, root, num_classes=3)])  # status 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert (
+        len(warnings) == 1
+        and f"[train] {root}/train/masks/img001.png: mask looks photo-like" in (warnings[0])
+    )
+    assert "No problems in train, val" in out
+
+
+def test_check_data_says_what_it_did_with_exif_orientations(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    rgb = np.array(Image.open(root / "train/images/img001.png"))
+    (root / "train/images/img001.png").unlink()
+    save_jpeg(rgb, root / "train/images/img001.jpg", orientation=3)  # 180°: sizes unchanged
+    config = _config(tmp_path, root, num_classes=3, exif_orientation="ignore")
+    main(["check-data", "--config", config])  # status 0
+    assert (
+        "note: [train] 1 images: EXIF orientation other than 1, used as stored "
+        f"(data.exif_orientation: ignore): {root}/train/images/img001.jpg (orientation 3"
+    ) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("init_args", "message"),
+    [
+        ({"num_classes": 0}, "data.num_classes must be at least 1, got 0"),
+        (
+            {"num_classes": 3, "class_names": ["a"]},
+            "data.class_names has 1 names but data.num_classes is 3",
+        ),
+        ({"num_classes": 3, "root": "/nowhere"}, "data.root: /nowhere is not a directory"),
+    ],
+)
+def test_a_wrong_data_config_is_a_short_message_and_exit_status_2(
+    tmp_path, capsys, init_args, message
+):
+    root = write_folder_dataset(tmp_path / "data", {"train": 1})
+    args = dict(init_args)
+    config = _config(tmp_path, args.pop("root", root), **args)
+    user_error(["check-data", "--config", config], capsys, 2, message)

@@ -96,12 +96,21 @@ def test_changed_file_is_decoded_again_and_the_rest_reused(tmp_path, capsys):
     _assert_cache_matches_decoding(dataset)
 
 
-def test_a_bad_mask_is_refused_by_name_when_the_cache_is_built(tmp_path):
+@pytest.mark.parametrize(
+    ("bad_mask", "message"),
+    [
+        ("img002.png", r"train/masks/img002\.png: mask has values \[9\]"),
+        ("img002.jpg", r"train/masks/img002\.jpg: mask is stored as JPEG, a lossy format"),
+    ],
+)
+def test_a_bad_mask_is_refused_by_name_when_the_cache_is_built(tmp_path, bad_mask, message):
     # Cached samples are not checked again when read: the check happens once, here.
     root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 1})
-    bad = root / "train" / "masks" / "img002.png"
-    Image.fromarray(np.full((40, 48), 9, np.uint8)).save(bad)
-    with pytest.raises(DataError, match=r"img002\.png: mask has values \[9\]"):
+    (root / "train/masks/img002.png").unlink()
+    Image.fromarray(np.full((40, 48), 9 if bad_mask.endswith("png") else 1, np.uint8)).save(
+        root / "train/masks" / bad_mask
+    )
+    with pytest.raises(DataError, match=message):
         _folder(root, tmp_path / "cache").dataset("train")
 
 
@@ -128,6 +137,8 @@ def test_settings_that_change_decoding_get_their_own_cache(tmp_path):
     assert a.directory != b.directory
     assert b.mask_dtype == np.int16  # 300 does not fit in uint8
     assert b.read(0)[1].dtype == torch.int16 and (b.read(0)[1][0] == 255).all()
+    c = _folder(root, tmp_path / "cache", exif_orientation="apply").dataset("train").cache
+    assert c.directory not in (a.directory, b.directory)  # rotated photos decode differently
 
 
 def test_worker_processes_read_the_cache_without_receiving_its_pixels(tmp_path):

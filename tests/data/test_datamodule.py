@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from seglab import SyntheticDataModule
+from seglab import DataError, SyntheticDataModule
+from seglab.data.datamodule import list_images
+from tests.data.awkward_files import broken_link
 
 
 def test_worker_settings_reach_the_training_loader():
@@ -23,3 +25,12 @@ def test_without_workers_there_is_nothing_to_prefetch_or_keep_alive():
 def test_a_bad_prefetch_factor_names_the_option():
     with pytest.raises(ValueError, match=r"data\.prefetch_factor"):
         SyntheticDataModule(image_size=16, prefetch_factor=0)
+
+
+def test_predict_dir_lists_its_images_and_names_a_broken_link(tmp_path):
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.png"]  # other files passed over
+    target = broken_link(tmp_path / "c.png")
+    with pytest.raises(DataError, match=rf"c\.png: broken symbolic link to {target}"):
+        list_images(tmp_path)

@@ -6,6 +6,7 @@ from PIL import Image
 from seglab import DataError, FolderDataModule
 from seglab.errors import ConfigError
 from tests.conftest import write_folder_dataset
+from tests.data.awkward_files import broken_link, save_jpeg, save_png16
 
 
 def test_pairs_by_stem_and_yields_batches(tmp_path):
@@ -45,7 +46,7 @@ def test_image_without_mask_is_an_error_not_a_skipped_sample(tmp_path):
     root = write_folder_dataset(tmp_path / "data", {"train": 3})
     (root / "train" / "masks" / "img001.png").unlink()
     dm = FolderDataModule(str(root), num_classes=3, num_workers=0)
-    with pytest.raises(DataError, match=r"1 images without a mask .*'img001'"):
+    with pytest.raises(DataError, match=r"train/images/img001.png: image without a mask"):
         dm.dataset("train")
 
 
@@ -76,3 +77,58 @@ def test_bad_data_settings_name_the_option(tmp_path, kwargs, message):
     root = write_folder_dataset(tmp_path / "data", {"train": 1})
     with pytest.raises(ValueError, match=message):
         FolderDataModule(str(root), num_classes=3, **kwargs)
+
+
+def test_a_broken_image_link_is_named_with_its_target_not_as_a_mask_without_image(tmp_path):
+    root = write_folder_dataset(tmp_path / "data", {"train": 4})
+    target = broken_link(root / "train/images/img001.png")
+    dm = FolderDataModule(str(root), num_classes=3, num_workers=0)
+    with pytest.raises(DataError) as e:
+        dm.dataset("train")
+    assert e.value.problems == [
+        f"{root}/train/images/img001.png: broken symbolic link to {target} (the target does not exist)"
+    ]
+
+
+def test_an_image_and_its_mask_both_broken_links_are_both_reported_not_skipped(tmp_path):
+    root = write_folder_dataset(tmp_path / "data", {"train": 4})
+    broken_link(root / "train/images/img002.png")
+    broken_link(root / "train/masks/img002.png")
+    dm = FolderDataModule(str(root), num_classes=3, num_workers=0, batch_size=2)
+    with pytest.raises(DataError) as e:
+        dm.setup("fit")  # training would otherwise use 3 of the 4 samples
+    assert [p.split(": ")[0] for p in e.value.problems] == [
+        f"{root}/train/images/img002.png",
+        f"{root}/train/masks/img002.png",
+    ]
+    assert all("broken symbolic link" in p for p in e.value.problems)
+
+
+def test_a_lossy_mask_stops_loading_naming_the_mask_and_why(tmp_path):
+    root = write_folder_dataset(tmp_path / "data", {"train": 2})
+    mask = np.array(Image.open(root / "train/masks/img001.png"))
+    (root / "train/masks/img001.png").unlink()
+    save_jpeg(mask, root / "train/masks/img001.jpg", quality=75)
+    dm = FolderDataModule(str(root), num_classes=3, num_workers=0)
+    with pytest.raises(
+        DataError, match=r"train/masks/img001\.jpg: mask is stored as JPEG, a lossy"
+    ):
+        dm.dataset("train")[1]
+
+
+def test_cmyk_and_grey_images_train_as_rgb_and_16_bit_images_are_refused(tmp_path):
+    root = write_folder_dataset(tmp_path / "data", {"train": 3})
+    rgb = np.array(Image.open(root / "train/images/img000.png"))
+    Image.fromarray(rgb).convert("CMYK").save(root / "train/images/img000.jpg", quality=100)
+    Image.fromarray(rgb[..., 0]).save(root / "train/images/img001.tif")
+    save_png16(rgb.astype(np.uint16) * 257, root / "train/images/img002.png")
+    for stem in ("img000", "img001"):
+        (root / f"train/images/{stem}.png").unlink()
+    dm = FolderDataModule(str(root), num_classes=3, num_workers=0)
+    image, _, name = dm.dataset("train").load(0)
+    assert name.endswith("img000.jpg") and image.shape == (3, 40, 48)
+    assert np.abs(image.permute(1, 2, 0).numpy().astype(int) - rgb).max() <= 3  # JPEG noise
+    image, _, _ = dm.dataset("train").load(1)
+    assert (image == image[0]).all()  # grey in all three channels
+    with pytest.raises(DataError, match=r"img002\.png: image has 16 bits per channel.*8-bit RGB"):
+        dm.dataset("train")[2]

@@ -9,6 +9,7 @@ from PIL import Image
 from seglab.callbacks import ExplainImages
 from seglab.cli import SeglabCLI, main
 from tests.conftest import TINY, user_error
+from tests.data.awkward_files import save_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,19 @@ def test_explain_names_the_bad_option(checkpoint, tmp_path, capsys):
     user_error(layer, capsys, 2, "--layer: the model has no module 'encoder.nope'")
 
 
+def test_explain_treats_exif_orientation_as_training_does(checkpoint, tmp_path, capsys):
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    save_jpeg(rgb, tmp_path / "phone.jpg", orientation=8)  # viewers show it 64x40 (HxW)
+    args = ["explain", "--ckpt_path", checkpoint, "--image", str(tmp_path / "phone.jpg")]
+    args += ["--class", "circle"]
+    refused = [*args, "--output_dir", str(tmp_path / "refused")]
+    user_error(refused, capsys, 1, "phone.jpg: EXIF orientation 8", "data.exif_orientation")
+    for setting, shape in (("apply", (64, 40)), ("ignore", (40, 64))):
+        out = str(tmp_path / setting)
+        command = main([*args, "--output_dir", out, "--data.exif_orientation", setting])
+        assert np.array(Image.open(command.written["gradcam_raw"])).shape == shape
+
+
 class ImageLogger(Logger):
     """A logger with ``log_image``, like ``WandbLogger``."""
 
@@ -88,8 +102,8 @@ def test_callback_logs_heat_maps_through_log_image_every_n_epochs():
     )
     trainer.fit(cli.model, cli.datamodule)
     assert [(key, step) for key, _, step in logger.logged] == [
-        ("explain/gradcam/circle", 4),
-        ("explain/gradcam/circle", 8),
+        ("explain/gradcam/circle", 3),  # the steps of the validation metrics
+        ("explain/gradcam/circle", 7),
     ]
     first, second = logger.logged[0][1], logger.logged[1][1]
     assert len(first) == 2 and first[0].shape == (64, 64, 3) and first[0].dtype == np.uint8
@@ -115,5 +129,5 @@ def test_callback_writes_png_files_for_loggers_without_images(tmp_path):
         ]
     )
     files = sorted((tmp_path / "lightning_logs" / "version_0" / "explain").glob("*.png"))
-    assert [f.name for f in files] == [f"gradcam_square_step000002_{i}.png" for i in range(3)]
+    assert [f.name for f in files] == [f"gradcam_square_step000001_{i}.png" for i in range(3)]
     assert np.array(Image.open(files[0])).shape == (64, 64, 3)

@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from PIL import Image
 
 from seglab.cli import main
-from tests.conftest import TINY
+from seglab.data.io import DataError
+from seglab.inference.writer import PredictionWriter
+from tests.conftest import TINY, user_error
+from tests.data.awkward_files import save_jpeg
 from tests.inference.conftest import write_images
 
 
+def predict_args(checkpoint, source, output_dir, *extra: str) -> list[str]:
+    return [
+        "predict",
+        *TINY,
+        "--ckpt_path",
+        str(checkpoint),
+        "--data.predict_dir",
+        str(source),
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
+
+
 def predict(checkpoint, source, output_dir, *extra: str):
-    return main(
-        [
-            "predict",
-            *TINY,
-            "--ckpt_path",
-            str(checkpoint),
-            "--data.predict_dir",
-            str(source),
-            "--output_dir",
-            str(output_dir),
-            *extra,
-        ]
-    )
+    return main(predict_args(checkpoint, source, output_dir, *extra))
 
 
 def test_predict_writes_masks_of_exactly_the_input_sizes(checkpoint, tmp_path):
@@ -117,3 +124,88 @@ def test_validate_logs_tta_passes_with_sliding_window_metrics(checkpoint):
     metrics = cli.trainer.callback_metrics
     assert float(metrics["val/tta_passes"]) == 4
     assert 0.0 <= float(metrics["val/mIoU"]) <= 1.0
+
+
+def test_predict_from_the_checkpoint_alone_equals_predict_with_the_experiment(tmp_path):
+    """A model trained with its own normalisation: ``seglab predict --ckpt_path`` without the YAML
+    normalises the images as the checkpoint records, exactly as the experiment does."""
+    config = tmp_path / "own_norm.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "class_path": "seglab.SyntheticDataModule",
+                    "init_args": {"mean": [0.2, 0.3, 0.4], "std": [0.5, 0.6, 0.7]},
+                }
+            }
+        )
+    )
+    run = ["--trainer.default_root_dir", str(tmp_path / "run")]
+    fit = main(["fit", *TINY, "--config", str(config), "--trainer.max_steps", "2", *run])
+    ckpt = fit.trainer.checkpoint_callback.last_model_path
+    images = write_images(tmp_path / "images", {"a": (45, 67), "b": (64, 64)})
+    with_yaml = predict(ckpt, images, tmp_path / "with", "--config", str(config))
+    args = ["predict", "--ckpt_path", ckpt, "--data.predict_dir", str(images)]
+    alone = main([*args, "--output_dir", str(tmp_path / "alone")])
+    assert alone.datamodule.mean == (0.2, 0.3, 0.4) and alone.datamodule.std == (0.5, 0.6, 0.7)
+    assert with_yaml.datamodule.mean == alone.datamodule.mean
+    for name in ("a.png", "b.png"):
+        ours = np.array(Image.open(tmp_path / "alone" / name))
+        assert np.array_equal(ours, np.array(Image.open(tmp_path / "with" / name)))
+
+
+@pytest.mark.parametrize("overwrite", ["false", "true"])
+def test_inputs_that_would_write_the_same_output_are_refused_before_anything_is_written(
+    checkpoint, tmp_path, capsys, overwrite
+):
+    images = write_images(tmp_path / "images", {"a": (45, 67), "b": (40, 40)})
+    Image.open(images / "a.png").save(images / "a.jpg")  # a.png and a.jpg would both write a.png
+    out = tmp_path / "out"
+    args = predict_args(checkpoint, images, out, "--overwrite", overwrite)
+    message = user_error(args, capsys, 1, "would both be written to", f"{out}/a.png")
+    assert f"{images}/a.png and {images}/a.jpg" in message
+    assert list(out.iterdir()) == []
+
+
+def test_an_input_named_like_another_inputs_extra_output_is_refused(checkpoint, tmp_path, capsys):
+    images = write_images(tmp_path / "images", {"a": (45, 67), "a_color": (40, 40)})
+    out = tmp_path / "out"
+    predict(checkpoint, images, out)  # without colour outputs the names do not meet
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_color.png"]
+    args = predict_args(checkpoint, images, tmp_path / "out2", "--save_color", "true")
+    user_error(args, capsys, 1, "would both be written to", "out2/a_color.png")
+
+
+def test_overwrite_never_replaces_an_output_of_the_same_run(tmp_path):
+    writer = PredictionWriter(tmp_path / "out", overwrite=True)
+    writer.output_dir.mkdir()
+    first = {"name": ["photos/a.png"]}
+    writer.write_on_batch_end(None, None, torch.zeros(1, 4, 4, dtype=torch.long), None, first, 0, 0)
+    second = {"name": ["other/a.png"]}  # a dataset whose names the up-front check could not see
+    with pytest.raises(DataError, match=r"a\.png: written for photos/a\.png in this run already"):
+        writer.write_on_batch_end(
+            None, None, torch.ones(1, 4, 4, dtype=torch.long), None, second, 1, 0
+        )
+    assert (np.array(Image.open(tmp_path / "out/a.png")) == 0).all()
+
+
+def test_prediction_of_a_rotated_photo_follows_data_exif_orientation(checkpoint, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    save_jpeg(rgb, images / "phone.jpg", orientation=6)  # viewers show it 64x40 (HxW)
+    args = predict_args(checkpoint, images, tmp_path / "refused")
+    user_error(args, capsys, 1, "phone.jpg: EXIF orientation 6", "data.exif_orientation")
+    for setting, shape in (("apply", (64, 40)), ("ignore", (40, 64))):
+        out = tmp_path / setting
+        predict(
+            checkpoint,
+            images,
+            out,
+            "--data.init_args.exif_orientation",
+            setting,
+            "--save_overlay",
+            "true",
+        )
+        assert np.array(Image.open(out / "phone.png")).shape == shape
+        assert np.array(Image.open(out / "phone_overlay.png")).shape == (*shape, 3)

@@ -70,29 +70,86 @@ def test_scheduler_steps_every_iteration():
     assert lrs[0] != lrs[1] and lrs[3] != lrs[4]  # changed within an epoch, not once per epoch
 
 
-def test_frozen_encoder_keeps_weights_and_norm_statistics_then_unfreezes():
-    module = _module(freeze_encoder_epochs=1, lr=0.05)
-    before = {k: v.clone() for k, v in module.model.encoder.state_dict().items()}
-    decoder_before = {k: v.clone() for k, v in module.model.decoder.state_dict().items()}
-    after_epoch = {}
+class WithAuxiliaryHead(SegmentationModule):
+    """A client's subclass: an extra layer and a bare parameter, used in its training step."""
 
-    class Snapshot(L.Callback):
-        def on_train_epoch_end(self, trainer, pl_module):
-            after_epoch[trainer.current_epoch] = {
-                k: v.clone() for k, v in pl_module.model.encoder.state_dict().items()
-            }
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.aux = torch.nn.Conv2d(3, 3, 1)
+        self.temperature = torch.nn.Parameter(torch.ones(()))
 
-    _trainer(max_epochs=2, callbacks=[Snapshot()]).fit(module, _tuple_loader(), _tuple_loader())
-    frozen = after_epoch[0]
-    assert any("running_mean" in k for k in frozen)
-    for k, v in before.items():
-        assert torch.equal(frozen[k], v), f"{k} moved while the encoder was frozen"
-    assert any(
-        not torch.equal(v, module.model.decoder.state_dict()[k]) for k, v in decoder_before.items()
+    def training_step(self, batch, batch_idx):
+        image, mask = batch
+        logits = self(image) / self.temperature + self.aux(image)
+        return torch.nn.functional.cross_entropy(logits, mask[:, 0].long())
+
+
+def test_parameters_a_subclass_adds_are_trained():
+    module = WithAuxiliaryHead(arch="unet", encoder_name="tu-test_resnet", num_classes=3)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    _trainer(max_steps=1).fit(module, _tuple_loader())
+    changed = {n for n, p in module.named_parameters() if not torch.equal(p, before[n])}
+    assert {"aux.weight", "aux.bias", "temperature"} <= changed
+    groups = {g["name"]: g for g in module.trainer.optimizers[0].param_groups}
+    assert any(p is module.aux.weight for p in groups["head"]["params"])  # lr, weight decay
+    assert any(p is module.temperature for p in groups["head_no_decay"]["params"])  # 0-d: no decay
+
+
+def test_the_checkpoint_records_how_to_feed_the_model(tmp_path):
+    from seglab import SyntheticDataModule
+
+    data = SyntheticDataModule(
+        image_size=32,
+        num_train=4,
+        num_val=2,
+        batch_size=2,
+        num_workers=0,
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
     )
-    unfrozen = after_epoch[1]
-    moved = [k for k, v in before.items() if not torch.equal(unfrozen[k], v)]
-    assert any("running_mean" in k for k in moved) and any(k.endswith("weight") for k in moved)
+    module = _module(num_classes=6)
+    trainer = _trainer(max_steps=1)
+    trainer.fit(module, data)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = SegmentationModule.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.hparams.mean == (0.5, 0.4, 0.3) and loaded.hparams.std == (0.2, 0.25, 0.3)
+    image = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
+    normalised = (
+        image.float() / 255 - torch.tensor([0.5, 0.4, 0.3])[:, None, None]
+    ) / torch.tensor([0.2, 0.25, 0.3])[:, None, None]
+    with torch.no_grad():
+        expected = loaded.eval()(normalised[None]).argmax(1)[0]
+    assert torch.equal(loaded.segment(image), expected)
+
+
+def test_data_with_another_normalisation_than_the_models_is_refused():
+    from seglab import SyntheticDataModule
+
+    module = _module(num_classes=6, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    data = SyntheticDataModule(image_size=32, num_train=4, num_val=2, batch_size=2, num_workers=0)
+    with pytest.raises(ValueError, match=r"data.mean \[0.485, 0.456, 0.406\] differs"):
+        _trainer(max_steps=1).fit(module, data)
+
+
+def test_a_checkpoint_of_the_previous_version_still_loads(tmp_path):
+    """Version 0.1 saved the run-time options it had then (freezing, the non-finite policy) and
+    LightningCLI's ``_instantiator``; they are left out when loading."""
+    module = _module()
+    old = {**dict(module.hparams), "freeze_encoder_epochs": 0, "nonfinite_loss": "stop"}
+    old["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+    del old["mean"], old["std"], old["palette"]
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": old,
+            "pytorch-lightning_version": "2.6.0",
+        },
+        tmp_path / "old.ckpt",
+    )
+    loaded = SegmentationModule.load_from_checkpoint(tmp_path / "old.ckpt")
+    assert loaded.hparams.num_classes == 3 and loaded.hparams.mean is None
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, module.state_dict()[name])
 
 
 def test_class_names_must_match_num_classes():

@@ -57,12 +57,12 @@ def test_encoder_from_a_lightning_checkpoint(tmp_path):
 
 def test_a_file_that_does_not_fit_names_the_keys(tmp_path):
     state = dict(_reference_encoder_state())
-    state["model.extra.weight"] = torch.zeros(2)
+    state["model.conv1.extra"] = torch.zeros(2)  # inside a layer the encoder has
     del state["model.conv1.0.weight"]
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(
         ValueError,
-        match=r"1 missing keys: model.conv1.0.weight; 1 unexpected keys: model.extra.weight",
+        match=r"1 missing keys: model.conv1.0.weight; 1 unexpected keys: model.conv1.extra",
     ):
         create_model("unet", "tu-test_resnet", str(tmp_path / "bad.pth"))
 
@@ -131,3 +131,34 @@ def test_weights_fetch_without_network_fails_in_one_line(tmp_path, monkeypatch, 
     cfg.write_text("model:\n  encoder_name: resnet18\n  encoder_weights: imagenet\n")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     user_error(["weights", "fetch", "--config", str(cfg)], capsys, 1, "HF_HUB_OFFLINE is set")
+
+
+@pytest.mark.parametrize("timm_name", ["tf_efficientnet_lite0", "resnet18"])
+@pytest.mark.parametrize("arch", ["unet", "fcn8s"])
+def test_a_full_timm_classification_checkpoint_loads_into_the_encoder(tmp_path, arch, timm_name):
+    """What ``timm.create_model(name, pretrained=True).state_dict()`` gives: the classifier and,
+    for EfficientNet, the head convolution and its norm (conv_head, bn2), which an encoder does
+    not have. They are dropped; every encoder tensor comes from the file."""
+    import timm
+
+    torch.manual_seed(1)
+    state = timm.create_model(timm_name).state_dict()
+    path = tmp_path / f"{timm_name}.pth"
+    torch.save(state, path)
+    encoder_name = f"tu-{timm_name}" if arch == "unet" and timm_name != "resnet18" else timm_name
+    torch.manual_seed(2)  # another random init: equal tensors can only come from the file
+    model = create_model(arch, encoder_name, str(path), num_classes=3)
+    encoder = model.encoder.state_dict()
+    assert encoder
+    for key, value in encoder.items():
+        source = key.removeprefix("model.")
+        if source.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(value, state[source]), key
+
+
+def test_a_weights_path_is_never_taken_for_a_download(tmp_path):
+    for arch in ("unet", "fcn8s"):
+        missing = tmp_path / "weights" / "encoder.ckpt"
+        with pytest.raises(ValueError, match=r"encoder\.ckpt does not exist"):
+            create_model(arch, "resnet18", str(missing), num_classes=2)

@@ -1,21 +1,6 @@
-from seglab.data.dataset import SegmentationDataset
-from seglab.data.datasets.ade20k import ADE20KDataModule
-from seglab.data.datasets.camvid import CamVidDataModule
-from seglab.data.datasets.cityscapes import CityscapesDataModule
-from seglab.data.datasets.folder import FolderDataModule, FolderDataset
-from seglab.data.datasets.pets import OxfordPetsDataModule
-from seglab.data.datasets.synthetic import SyntheticDataModule, SyntheticDataset
-from seglab.data.datasets.voc import VOCDataModule
+"""One module per data source: its dataset (decoding and label mapping) and its data module.
 
-__all__ = [
-    "ADE20KDataModule",
-    "CamVidDataModule",
-    "CityscapesDataModule",
-    "FolderDataModule",
-    "FolderDataset",
-    "OxfordPetsDataModule",
-    "SegmentationDataset",
-    "SyntheticDataModule",
-    "SyntheticDataset",
-    "VOCDataModule",
-]
+``base.py`` holds the contract every dataset follows; this package imports nothing by itself, so the
+shared data module can use that contract while the dataset modules build on the data module.
+``seglab.data`` and ``seglab`` export the data modules.
+"""

@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.datasets.folder import FolderDataset, pair_files
+from seglab.data.datasets.folder import FolderDataset, match_files
 from seglab.data.download import Resource, download_and_extract
 from seglab.data.io import DataError
 
@@ -124,9 +124,12 @@ class ADE20KDataModule(SegmentationDataModule):
         image_dir, label_dir = self.data_dir / "images" / sub, self.data_dir / "annotations" / sub
         if not image_dir.is_dir() or not label_dir.is_dir():
             raise DataError(f"ADE20K: {image_dir} or {label_dir} not found. {MANUAL}")
+        pairs, problems = match_files(image_dir, label_dir)
         return ADE20KDataset(
-            pair_files(image_dir, label_dir),
+            pairs,
             self.num_classes,
+            exif_orientation=self.exif_orientation,
+            problems=problems,
             ignore_index=self.ignore_index,
             transform=transform,
         )

@@ -110,6 +110,7 @@ class CityscapesDataModule(SegmentationDataModule):
             pairs,
             label_id_lut(self.ignore_index),
             num_classes=self.num_classes,
+            exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
             transform=transform,
         )

@@ -7,8 +7,10 @@ Default layout (both directory templates are configurable, ``{split}`` is replac
     root/test/images/...         root/test/masks/...      (optional)
 
 Images and masks are paired by file stem. An optional list file per split (``{split}.txt`` under
-``root``, one stem per line) selects and orders the samples. An image without a mask or a mask without
-an image is an error, never a silently skipped sample.
+``root``, one stem per line) selects and orders the samples. An image without a mask, a mask without
+an image, a broken symbolic link or a non-image file is an error naming the file, never a silently
+skipped sample; every such problem of a split is reported at once. Names starting with ``.`` and
+subdirectories are not samples. An empty split is an error naming its directory.
 
 Masks hold class ids (single-channel or palette PNGs), or, with ``palette``, RGB colours: the colour
 at ``palette[i]`` is class ``i`` and ``ignore_color`` is ignored; any other colour is an error.
@@ -21,11 +23,13 @@ from pathlib import Path
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.dataset import SegmentationDataset
+from seglab.data.datasets.base import SegmentationDataset
+from seglab.data.exif import ExifOrientation
 from seglab.data.io import (
     IMAGE_EXTENSIONS,
-    DataError,
+    SplitNotFound,
     colors_to_ids,
+    file_problem,
     read_image,
     read_mask,
     read_rgb_mask,
@@ -33,55 +37,78 @@ from seglab.data.io import (
 from seglab.errors import ConfigError
 
 
-def _files_by_stem(directory: Path, what: str) -> dict[str, Path]:
-    if not directory.is_dir():
-        raise DataError(f"{directory}: {what} directory not found")
+def _files_by_stem(directory: Path, what: str) -> tuple[dict[str, Path], list[str]]:
+    """The ``what`` (image, mask) files of a directory by stem, and every problem found: a broken
+    link, a file that is not an image, two files with one stem. Names starting with ``.`` and
+    subdirectories are not samples and are passed over."""
     files: dict[str, Path] = {}
+    problems: list[str] = []
     for path in sorted(directory.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith(".") or path.is_dir():
             continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise DataError(
+        if not path.is_file():  # a broken link: its stem still counts, its partner is no orphan
+            problems.append(file_problem(path, what) or f"{path}: not a regular file")
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            problems.append(
                 f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})"
             )
+            continue
         if path.stem in files:
-            raise DataError(
+            problems.append(
                 f"{path}: two {what} files share the stem {path.stem!r} ({files[path.stem].name})"
             )
         files[path.stem] = path
-    return files
+    return files, problems
 
 
-def pair_files(
+def match_files(
     image_dir: Path, mask_dir: Path, list_file: Path | None = None
-) -> list[tuple[Path, Path]]:
-    """``(image, mask)`` pairs matched by stem, in list-file order or sorted by stem."""
-    images = _files_by_stem(image_dir, "image")
-    masks = _files_by_stem(mask_dir, "mask")
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """``(image, mask)`` pairs matched by stem, in list-file order or sorted by stem, and one problem
+    per file that cannot be part of a pair (an image without a mask, a mask without an image, a
+    broken link, a non-image file, a stem listed but absent...), naming it. Missing directories
+    raise ``SplitNotFound``."""
+    dirs = ((image_dir, "image"), (mask_dir, "mask"))
+    missing = [f"{d}: {what} directory not found" for d, what in dirs if not d.is_dir()]
+    if missing:
+        raise SplitNotFound(*missing)
+    images, problems = _files_by_stem(image_dir, "image")
+    masks, mask_problems = _files_by_stem(mask_dir, "mask")
+    problems += mask_problems
     if list_file is not None:
-        stems = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
-        missing = [s for s in stems if s not in images or s not in masks]
-        if missing:
-            raise DataError(
-                f"{list_file}: {len(missing)} listed samples lack an image or a mask, e.g. {missing[:5]}"
-            )
-        return [(images[s], masks[s]) for s in stems]
-    no_mask = sorted(set(images) - set(masks))
-    no_image = sorted(set(masks) - set(images))
-    if no_mask or no_image:
-        problems = []
-        if no_mask:
-            problems.append(f"{len(no_mask)} images without a mask in {mask_dir}: {no_mask[:5]}")
-        if no_image:
-            problems.append(
-                f"{len(no_image)} masks without an image in {image_dir}: {no_image[:5]}"
-            )
-        raise DataError("; ".join(problems))
-    return [(images[s], masks[s]) for s in sorted(images)]
+        stems = []
+        for number, line in enumerate(list_file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            stem = line.split()[0]
+            stems.append(stem)
+            for found, directory, what in ((images, image_dir, "image"), (masks, mask_dir, "mask")):
+                if stem not in found:
+                    problems.append(f"{list_file}:{number}: {stem!r} has no {what} in {directory}")
+    else:
+        stems = sorted(images.keys() | masks.keys())
+        for stem in stems:
+            if stem not in masks:
+                problems.append(f"{images[stem]}: image without a mask (no {stem}.* in {mask_dir})")
+            elif stem not in images:
+                problems.append(
+                    f"{masks[stem]}: mask without an image (no {stem}.* in {image_dir})"
+                )
+    pairs = [(images[s], masks[s]) for s in stems if s in images and s in masks]
+    return [(i, m) for i, m in pairs if i.is_file() and m.is_file()], problems
+
+
+def unreadable_files(pairs: list[tuple[Path, Path]]) -> list[str]:
+    """One problem per image or mask file of ``pairs`` that is missing or a broken link."""
+    problems = []
+    for image, mask in pairs:
+        problems += [p for p in (file_problem(image, "image"), file_problem(mask, "mask")) if p]
+    return problems
 
 
 class FolderDataset(SegmentationDataset):
-    """``(image, mask)`` file pairs; with ``palette`` the masks are RGB colours mapped to class ids."""
+    """``(image, mask)`` file pairs; with ``palette`` the masks are RGB colours mapped to class ids;
+    ``exif_orientation`` says what to do with images whose EXIF orientation is not 1."""
 
     def __init__(
         self,
@@ -89,15 +116,25 @@ class FolderDataset(SegmentationDataset):
         num_classes: int,
         palette: list[tuple[int, int, int]] | None = None,
         ignore_color: tuple[int, int, int] | None = None,
+        exif_orientation: ExifOrientation = "refuse",
+        problems: list[str] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
+        self.problems = list(problems or [])
         self.pairs = pairs
         self.palette = palette
         self.ignore_color = ignore_color
+        self.exif_orientation = exif_orientation
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def image_file(self, index: int) -> Path:
+        return self.pairs[index][0]
+
+    def mask_file(self, index: int) -> Path:
+        return self.pairs[index][1]
 
     def source_files(self, index: int) -> list[Path]:
         return list(self.pairs[index])
@@ -117,7 +154,7 @@ class FolderDataset(SegmentationDataset):
                 self.ignore_color,
                 self.ignore_index,
             )
-        return read_image(image_path), mask, str(image_path)
+        return read_image(image_path, self.exif_orientation), mask, str(image_path)
 
 
 class FolderDataModule(SegmentationDataModule):
@@ -180,17 +217,20 @@ class FolderDataModule(SegmentationDataModule):
     def make_dataset(self, split: Split, transform) -> FolderDataset:
         list_file = self.root / self.list_file.format(split=split) if self.list_file else None
         if list_file is not None and not list_file.is_file():
-            raise DataError(f"{list_file}: list file of the {split} split not found")
-        pairs = pair_files(
-            self.root / self.image_dir.format(split=split),
-            self.root / self.mask_dir.format(split=split),
-            list_file,
-        )
+            raise SplitNotFound(f"{list_file}: list file of the {split} split not found")
+        image_dir = self.root / self.image_dir.format(split=split)
+        mask_dir = self.root / self.mask_dir.format(split=split)
+        pairs, problems = match_files(image_dir, mask_dir, list_file)
+        if not pairs and not problems:
+            source = f"{list_file} lists no samples" if list_file else f"no images in {image_dir}"
+            problems = [f"the {split} split is empty: {source}"]
         return FolderDataset(
             pairs,
             self.num_classes,
             self.palette,
             self.ignore_color,
+            exif_orientation=self.exif_orientation,
+            problems=problems,
             ignore_index=self.ignore_index,
             transform=transform,
         )

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.datasets.folder import FolderDataset
+from seglab.data.datasets.folder import FolderDataset, unreadable_files
 from seglab.data.download import Resource, download_and_extract
 from seglab.data.io import DataError
 from seglab.errors import ConfigError
@@ -136,16 +136,17 @@ class OxfordPetsDataModule(SegmentationDataModule):
             (self.root / "images" / f"{n}.jpg", self.root / "annotations" / "trimaps" / f"{n}.png")
             for n in self.split_names(split)
         ]
-        missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
-        if missing:
+        problems = unreadable_files(pairs)
+        if problems:
             raise DataError(
-                f"Oxford-IIIT Pet {split} split: {len(missing)} listed files are missing, "
-                f"e.g. {missing[:3]}. {MANUAL}"
+                *problems,
+                hint=f"(files the Oxford-IIIT Pet {split} split lists are missing) {MANUAL}",
             )
         return OxfordPetsDataset(
             pairs,
             trimap_lut(self.boundary, self.ignore_index),
             num_classes=self.num_classes,
+            exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
             transform=transform,
         )

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.dataset import SegmentationDataset
+from seglab.data.datasets.base import SegmentationDataset
 
 CLASS_NAMES = ("background", "circle", "square", "triangle", "ring", "cross")
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_006}

@@ -26,9 +26,10 @@ import torch
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
-from seglab.data.datasets.folder import FolderDataset
+from seglab.data.datasets.folder import FolderDataset, unreadable_files
 from seglab.data.download import Resource, download_and_extract
 from seglab.data.io import DataError, read_image, read_mask
+from seglab.data.palette import default_palette
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -60,21 +61,6 @@ SBD_MANUAL = (
 )
 
 
-def voc_palette(n: int = 256) -> list[tuple[int, int, int]]:
-    """VOC's colour map: the bits of the class id spread over the high bits of R, G and B."""
-    palette = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette.append((r, g, b))
-    return palette
-
-
 def read_ids(path: Path) -> list[str]:
     """Image ids of a list file; also reads ``/JPEGImages/x.jpg /SegmentationClassAug/x.png`` lines."""
     if not path.is_file():
@@ -103,7 +89,7 @@ class VOCDataset(FolderDataset):
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         image_path, mask_path = self.pairs[index]
         mask = read_sbd_mat(mask_path) if mask_path.suffix == ".mat" else read_mask(mask_path)
-        return read_image(image_path), mask, str(image_path)
+        return read_image(image_path, self.exif_orientation), mask, str(image_path)
 
 
 class VOCDataModule(SegmentationDataModule):
@@ -132,7 +118,7 @@ class VOCDataModule(SegmentationDataModule):
         self.download = download
         self.num_classes = len(CLASS_NAMES)
         self.class_names = list(CLASS_NAMES)
-        self.palette = voc_palette(self.num_classes)
+        self.palette = [tuple(colour) for colour in default_palette(self.num_classes).tolist()]
 
     @property
     def voc_dir(self) -> Path:
@@ -186,12 +172,15 @@ class VOCDataModule(SegmentationDataModule):
                 f"data.root: no VOCdevkit/VOC2012/JPEGImages under {self.root}. {MANUAL}"
             )
         pairs = self.split_pairs(split)
-        missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
-        if missing:
+        problems = unreadable_files(pairs)
+        if problems:
             raise DataError(
-                f"Pascal VOC {split} split: {len(missing)} listed files are missing, "
-                f"e.g. {missing[:3]}. {MANUAL}"
+                *problems, hint=f"(files the Pascal VOC {split} split lists are missing) {MANUAL}"
             )
         return VOCDataset(
-            pairs, self.num_classes, ignore_index=self.ignore_index, transform=transform
+            pairs,
+            self.num_classes,
+            exif_orientation=self.exif_orientation,
+            ignore_index=self.ignore_index,
+            transform=transform,
         )

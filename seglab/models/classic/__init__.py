@@ -18,28 +18,30 @@ CLASSIC_ARCHS: tuple[str, ...] = ("fcn32s", "fcn16s", "fcn8s", "segnet", "unet_o
 def create_classic_model(
     arch: str,
     encoder_name: str,
-    encoder_weights: str | None,
+    pretrained: bool | str | None,
     in_channels: int,
     num_classes: int,
     **kwargs: Any,
 ) -> nn.Module:
-    """A classic architecture. FCNs use ``encoder_name``/``encoder_weights`` (a timm backbone); SegNet
-    and U-Net have their own encoder, so they ignore ``encoder_name`` and refuse pretrained weights."""
+    """A classic architecture. FCNs use ``encoder_name`` (a timm backbone) with timm's pretrained
+    weights (``pretrained``); SegNet and U-Net have their own encoder: they ignore
+    ``encoder_name`` and have no pretrained weights (a local file can still be loaded into their
+    ``encoder``, by the factory)."""
     if arch in ("fcn32s", "fcn16s", "fcn8s"):
         factory = {"fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s}[arch]
         return factory(
             num_classes=num_classes,
             encoder_name=encoder_name,
-            encoder_weights=encoder_weights,
+            pretrained=bool(pretrained),
             in_channels=in_channels,
             **kwargs,
         )
     if arch not in ("segnet", "unet_original"):
         raise ConfigError(f"model.arch: {arch!r} is not one of {', '.join(CLASSIC_ARCHS)}")
-    if encoder_weights is not None:
+    if pretrained:
         raise ConfigError(
-            f"model.encoder_weights: {arch} has its own randomly initialised encoder; "
-            f"set encoder_weights: null (got {encoder_weights!r})"
+            f"model.encoder_weights: {arch} has its own randomly initialised encoder and no "
+            f"pretrained weights; set encoder_weights: null (or the path of a file of its own)"
         )
     factory = segnet if arch == "segnet" else unet_original
     return factory(num_classes=num_classes, in_channels=in_channels, **kwargs)

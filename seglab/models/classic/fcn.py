@@ -57,7 +57,7 @@ class BilinearUpsample(nn.ConvTranspose2d):
 class TimmEncoder(nn.Module):
     """The stride 8, 16 and 32 feature maps of a timm model (``features_only``), deepest last."""
 
-    def __init__(self, name: str, pretrained: bool | str, in_channels: int = 3) -> None:
+    def __init__(self, name: str, pretrained: bool = False, in_channels: int = 3) -> None:
         super().__init__()
         if not timm.is_model(name):
             raise ValueError(f"model.encoder_name: timm has no model {name!r} (for FCN's backbone)")
@@ -72,16 +72,12 @@ class TimmEncoder(nn.Module):
                     f"(its feature strides are {reductions}); FCN needs strides 8, 16 and 32"
                 )
             indices.append(matches[-1])  # the deepest layer at that stride
-        kwargs = {}
-        if isinstance(pretrained, str):  # a local weights file, loaded by timm
-            kwargs["pretrained_cfg_overlay"] = {"file": pretrained}
         self.model = timm.create_model(
             name,
             features_only=True,
             out_indices=indices,
-            pretrained=bool(pretrained),
+            pretrained=pretrained,
             in_chans=in_channels,
-            **kwargs,
         )
         self.out_channels: list[int] = self.model.feature_info.channels()
         self.output_stride = 32
@@ -105,8 +101,8 @@ class FCN(nn.Module):
     Args:
         num_classes: output channels.
         encoder_name: timm model name (a ``tu-`` prefix is accepted and ignored).
-        encoder_weights: None for random weights; a weight-set name (any string, e.g. ``imagenet``)
-            for timm's default pretrained weights; or the path of a local weights file.
+        pretrained: timm's default pretrained weights for the backbone (a local file is loaded
+            into ``encoder`` by ``seglab.models.factory``).
         in_channels: input channels.
         skips: number of skip connections (0, 1 or 2).
     """
@@ -115,16 +111,12 @@ class FCN(nn.Module):
         self,
         num_classes: int,
         encoder_name: str = "vgg16_bn",
-        encoder_weights: str | None = None,
+        pretrained: bool = False,
         in_channels: int = 3,
         skips: Literal[0, 1, 2] = 2,
     ) -> None:
         super().__init__()
         name = encoder_name.removeprefix("tu-")
-        pretrained: bool | str = False
-        if encoder_weights is not None:
-            is_file = encoder_weights.endswith((".pth", ".pt", ".bin", ".safetensors"))
-            pretrained = encoder_weights if is_file else True
         self.skips = skips
         self.encoder = TimmEncoder(name, pretrained, in_channels)
         c8, c16, c32 = self.encoder.out_channels
@@ -156,30 +148,30 @@ def fcn32s(
     *,
     num_classes: int,
     encoder_name: str = "vgg16_bn",
-    encoder_weights: str | None = None,
+    pretrained: bool = False,
     in_channels: int = 3,
 ) -> FCN:
     """FCN-32s: stride-32 scores upsampled 32x in one step."""
-    return FCN(num_classes, encoder_name, encoder_weights, in_channels, skips=0)
+    return FCN(num_classes, encoder_name, pretrained, in_channels, skips=0)
 
 
 def fcn16s(
     *,
     num_classes: int,
     encoder_name: str = "vgg16_bn",
-    encoder_weights: str | None = None,
+    pretrained: bool = False,
     in_channels: int = 3,
 ) -> FCN:
     """FCN-16s: stride-32 scores upsampled 2x, fused with stride-16 scores, upsampled 16x."""
-    return FCN(num_classes, encoder_name, encoder_weights, in_channels, skips=1)
+    return FCN(num_classes, encoder_name, pretrained, in_channels, skips=1)
 
 
 def fcn8s(
     *,
     num_classes: int,
     encoder_name: str = "vgg16_bn",
-    encoder_weights: str | None = None,
+    pretrained: bool = False,
     in_channels: int = 3,
 ) -> FCN:
     """FCN-8s: FCN-16s's fused scores upsampled 2x, fused with stride-8 scores, upsampled 8x."""
-    return FCN(num_classes, encoder_name, encoder_weights, in_channels, skips=2)
+    return FCN(num_classes, encoder_name, pretrained, in_channels, skips=2)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seglab.data.palette import default_palette
+
 SIZE = (48, 64)
 
 
@@ -49,10 +51,8 @@ def write_pets(root: Path, trainval: int = 10, test: int = 3, size=SIZE, seed: i
 
 
 def _palette_png(label: np.ndarray, path: Path) -> None:
-    from seglab.data.datasets.voc import voc_palette
-
     im = Image.fromarray(label, mode="P")
-    im.putpalette([c for rgb in voc_palette(256) for c in rgb])
+    im.putpalette(default_palette(256).reshape(-1).tolist())
     im.save(path)
 
 

@@ -42,6 +42,12 @@ def test_headline_experiments_state_their_reference_and_log_to_wandb(config):
         "precision",
         "benchmark",
     } <= set(cfg["trainer"])
-    assert {"channels_last", "compile"} <= set(cfg["model"])
+    callbacks = yaml.safe_dump(cfg["trainer"]["callbacks"])
+    with_comments = config.read_text()  # Compile is offered as a commented entry
+    assert (
+        "seglab.callbacks.ChannelsLast" in with_comments
+        and "seglab.callbacks.Compile" in with_comments
+    )
+    assert "nonfinite" not in callbacks  # the command adds NonFiniteLoss by itself
     data = cfg["data"]["init_args"]
     assert {"pin_memory", "persistent_workers", "prefetch_factor", "augment_on_device"} <= set(data)

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from seglab import DataError, VOCDataModule
-from seglab.data.datasets.voc import voc_palette
+from seglab.data.palette import default_palette
 from tests.data.datasets.fixtures import fast_dev_run, write_voc
 
 
@@ -11,7 +11,11 @@ def test_palette_pngs_give_class_ids_and_boundaries_are_ignored(tmp_path):
     root = write_voc(tmp_path / "voc", train=4, val=3)
     dm = VOCDataModule(str(root), num_workers=0)
     assert dm.num_classes == 21 and dm.class_names[15] == "person"
-    assert dm.palette[:3] == [(0, 0, 0), (128, 0, 0), (0, 128, 0)] == voc_palette(3)
+    assert (
+        dm.palette[:3]
+        == [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
+        == [tuple(c) for c in default_palette(3).tolist()]
+    )
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [4, 3, 3]
     ds = dm.dataset("val")
     _, mask, _ = ds.load(0)

@@ -16,11 +16,16 @@ from seglab.data.io import DataError
 
 class SegmentationDataset(Dataset):
     """Subclasses implement ``__len__`` and ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)``
-    where ``name`` identifies the sample (its image path) in error messages and predictions.
+    where ``name`` identifies the sample (its image path) in error messages and predictions, and,
+    when samples come from files, ``image_file`` and ``mask_file``.
 
     Every sample is checked before it is used: a mask value that is neither a class id nor
-    ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the file, instead of
-    a CUDA device-side assert later.
+    ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the mask file,
+    instead of a CUDA device-side assert later.
+
+    ``problems`` lists the files of the split that could not become samples (a broken link, an
+    image without a mask...), each named: the data module refuses a dataset that has any, and
+    ``seglab check-data`` reports them beside the problems of the samples themselves.
 
     With a decoded-sample cache attached (``cache``, see ``seglab.data.cache``) samples are read from
     it instead of ``load``; checks and transforms run the same either way. Caching needs
@@ -35,10 +40,19 @@ class SegmentationDataset(Dataset):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.transform = transform
+        self.problems: list[str] = []
         self.cache: Any = None  # a seglab.data.cache.DecodedCache
 
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         raise NotImplementedError
+
+    def image_file(self, index: int) -> Path | None:
+        """The image file of sample ``index`` (``None`` for generated samples)."""
+        return None
+
+    def mask_file(self, index: int) -> Path | None:
+        """The mask file of sample ``index``, named by mask errors (``None`` for generated samples)."""
+        return None
 
     def source_files(self, index: int) -> list[Path]:
         """The files sample ``index`` is decoded from: a cached sample is decoded again when one of
@@ -50,14 +64,16 @@ class SegmentationDataset(Dataset):
     def cache_settings(self) -> dict[str, Any]:
         """Everything besides the source files that decides what ``load`` returns (label mappings,
         palettes, ``ignore_index``...): by default every attribute but the transform and the cache."""
-        return {k: v for k, v in vars(self).items() if k not in ("transform", "cache")}
+        return {k: v for k, v in vars(self).items() if k not in ("transform", "cache", "problems")}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.cache is not None:  # checked when cached, with these classes and ignore_index
             image, mask, name = self.cache.read(index)
         else:
             image, mask, name = self.load(index)
-            check_sample(image, mask, name, self.num_classes, self.ignore_index)
+            check_sample(
+                image, mask, name, self.num_classes, self.ignore_index, self.mask_file(index)
+            )
         if self.ignore_index > 255 and mask.dtype == torch.uint8:
             mask = mask.long()
         image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
@@ -71,16 +87,24 @@ class SegmentationDataset(Dataset):
 
 
 def check_sample(
-    image: Tensor, mask: Tensor, name: str, num_classes: int, ignore_index: int
+    image: Tensor,
+    mask: Tensor,
+    name: str,
+    num_classes: int,
+    ignore_index: int,
+    mask_name: str | Path | None = None,
 ) -> None:
+    """Refuses a sample the model cannot learn from correctly. Mask problems name ``mask_name`` (the
+    mask file), image problems ``name`` (the sample, its image file)."""
     if image.ndim != 3 or image.dtype != torch.uint8:
         raise DataError(
             f"{name}: expected a uint8 image (C, H, W), got {image.dtype} {tuple(image.shape)}"
         )
+    mask_name = mask_name or f"{name} (its mask)"
     if image.shape[-2:] != mask.shape[-2:]:
         raise DataError(
-            f"{name}: image is {image.shape[-2]}x{image.shape[-1]} (HxW) but its mask is "
-            f"{mask.shape[-2]}x{mask.shape[-1]}"
+            f"{mask_name}: mask is {mask.shape[-2]}x{mask.shape[-1]} (HxW) but its image {name} is "
+            f"{image.shape[-2]}x{image.shape[-1]}"
         )
     if mask.dtype == torch.uint8:
         # One pass over the pixels (a histogram of the 256 possible values): ~3x cheaper per sample
@@ -92,6 +116,6 @@ def check_sample(
         values = sorted(set(mask[bad].unique().tolist())) if bad.any() else []
     if values:
         raise DataError(
-            f"{name}: mask has values {values[:10]} that are neither class ids 0..{num_classes - 1} "
-            f"nor ignore_index {ignore_index}"
+            f"{mask_name}: mask has values {values[:10]} that are neither class ids "
+            f"0..{num_classes - 1} nor ignore_index {ignore_index}"
         )
