@@ -20,7 +20,7 @@ from seglab import (
     VOCDataModule,
 )
 from seglab.cli import main
-from seglab.data.checks import check
+from seglab.data.checks import check_data
 from tests.conftest import TINY, write_folder_dataset
 from tests.data.datasets.fixtures import (
     write_ade20k,
@@ -119,11 +119,11 @@ def test_cached_val_samples_are_decoded_once_for_training_and_validation(tmp_pat
 
 def test_check_data_still_reports_each_split_on_its_own(tmp_path):
     dm = _data("camvid", tmp_path, train_splits=["train", "val"])
-    problems, histograms = check(dm, ["train", "val"])
-    assert not problems
+    reports = check_data(dm, ["train", "val"])
+    assert not reports["train"].problems and not reports["val"].problems
+    assert (reports["train"].samples, reports["val"].samples) == (4, 3)  # not train + val
     pixels = 48 * 64
-    assert histograms["train"].sum() <= 4 * pixels and histograms["val"].sum() <= 3 * pixels
-    assert histograms["train"].sum() > 3 * pixels  # the train split alone, not train + val
+    assert 3 * pixels < reports["train"].pixels.sum() <= 4 * pixels
 
 
 def test_through_the_config(tmp_path):
