@@ -6,18 +6,32 @@ the albumentations pipeline users would otherwise write (``cv2.imread``; RandomS
 RandomCrop, HorizontalFlip, ColorJitter, RandomGamma, GaussianBlur, Normalize, ToTensorV2 with the
 same parameters), and seglab reading from its decoded-sample cache (``data.cache_dir``) instead of
 decoding. ``seglab_workers_on_device``: what a worker does with ``data.augment_on_device`` (decode,
-scale, crop; uint8 out), the rest running on the GPU batch. All in one process with one thread (as in a DataLoader worker), repetitions interleaved,
-the median reported. Images are generated photo-like (multi-scale noise, edges, sensor noise) so PNG
-decoding costs what it costs on real photos.
+scale, crop; uint8 out); ``device_batch``: the rest of that path, ``BatchAugment`` on a collated
+batch of those crops, measured here on the CPU. All in one process with one thread (as in a
+DataLoader worker), repetitions interleaved, the median reported; rates are samples per second of
+CPU time (``time.process_time``), which other jobs on a shared machine disturb less than wall time.
+Images are generated photo-like (multi-scale noise, edges, sensor noise) so PNG decoding costs what
+it costs on real photos.
 
     python bench/data_pipeline.py            # both sizes; needs `pip install seglab[bench]`
     python bench/data_pipeline.py --quick    # tiny sizes, a smoke test
+    python bench/data_pipeline.py --baseline /tmp/seglab-before   # before/after, see below
+
+``--baseline PATH`` measures the seglab checkout at ``PATH`` (e.g. ``git worktree add
+/tmp/seglab-before main``) in the same process, its pipelines interleaved with this one's
+(``before_*``), and prints the after/before ratios. The checkout's package is imported as
+``seglab_baseline`` from a copy whose ``seglab`` imports are renamed; it needs ``train_transform``
+and ``BatchAugment`` (older checkouts name the workers' transform ``geometric_transform``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import re
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,19 +40,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
-from seglab.data.cache import open_cache
-from seglab.data.datasets.folder import FolderDataset
-from seglab.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    geometric_transform,
-    train_transform,
-)
+from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
 
 NUM_CLASSES = 19
 IGNORE = 255
+CASES = {  # image size, crop size, number of files
+    "small": ((360, 480), (256, 256), 12),
+    "large": ((1024, 2048), (512, 1024), 6),
+}
+QUICK_CASES = {"small": ((72, 96), (48, 48), 3), "large": ((128, 256), (64, 128), 2)}
+BATCH = 8  # the device_batch measurement's batch size
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -65,33 +78,81 @@ def make_sample(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, n
 
 
 def write_dataset(root: Path, count: int, size: tuple[int, int], seed: int = 0) -> list:
+    """``count`` generated PNG pairs under ``root`` (kept if already there)."""
     rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
     pairs = []
     for i in range(count):
-        image, mask = make_sample(rng, *size)
         pair = (root / "images" / f"{i:04d}.png", root / "masks" / f"{i:04d}.png")
-        Image.fromarray(image).save(pair[0])
-        Image.fromarray(mask).save(pair[1])
+        if not (pair[0].is_file() and pair[1].is_file()):
+            image, mask = make_sample(rng, *size)
+            Image.fromarray(image).save(pair[0])
+            Image.fromarray(mask).save(pair[1])
         pairs.append(pair)
     return pairs
 
 
+def import_baseline(path: str, workdir: Path) -> str:
+    """Imports the ``seglab`` package of the checkout at ``path`` as ``seglab_baseline`` (a copy in
+    ``workdir`` with its ``seglab`` imports renamed), so that both run in this process."""
+    copy = workdir / "seglab_baseline"
+    shutil.copytree(Path(path) / "seglab", copy)
+    for source in copy.rglob("*.py"):
+        text = re.sub(r"\bseglab\.(?=[a-z_])", "seglab_baseline.", source.read_text())
+        source.write_text(
+            re.sub(r"^(\s*)(from|import) seglab\b", r"\1\2 seglab_baseline", text, flags=re.M)
+        )
+    sys.path.insert(0, str(workdir))
+    importlib.import_module("seglab_baseline")
+    return "seglab_baseline"
+
+
 def seglab_pipeline(
-    pairs: list, crop: tuple[int, int], cache_dir: Path | None = None, on_device: bool = False
-):
-    if on_device:  # the worker's share with data.augment_on_device
-        transform = geometric_transform(crop, Augment(), IGNORE)
-    else:
-        transform = train_transform(crop, Augment(), IGNORE, IMAGENET_MEAN, IMAGENET_STD)
-    dataset = FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
+    pairs: list,
+    crop: tuple[int, int],
+    cache_dir: Path | None = None,
+    on_device: bool = False,
+    package: str = "seglab",
+) -> Callable[[int], dict]:
+    data = importlib.import_module(f"{package}.data")
+    transforms = importlib.import_module(f"{package}.data.transforms")
+    folder = importlib.import_module(f"{package}.data.datasets.folder")
+    augment = data.Augment()
+    if not on_device:
+        transform = transforms.train_transform(crop, augment, IGNORE, IMAGENET_MEAN, IMAGENET_STD)
+    elif hasattr(transforms, "geometric_transform"):  # a baseline from before one augmentation
+        transform = transforms.geometric_transform(crop, augment, IGNORE)
+    else:  # the workers' share with data.augment_on_device: scale and crop only
+        transform = transforms.train_transform(crop, augment, IGNORE, on_device=True)
+    dataset = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
     if cache_dir is not None:
-        dataset.cache = open_cache(dataset, cache_dir, "train")
+        cache = importlib.import_module(f"{package}.data.cache")
+        dataset.cache = cache.open_cache(dataset, cache_dir, "train")
     return lambda i: dataset[i]
 
 
-def albumentations_pipeline(pairs: list, crop: tuple[int, int], antialias: bool = False):
+def device_batch_pipeline(
+    pairs: list, crop: tuple[int, int], package: str = "seglab"
+) -> Callable[[int], dict]:
+    """``BatchAugment`` on a collated batch of ``BATCH`` workers' crops, on the CPU; one call is a
+    batch (its rate is divided into samples by the caller)."""
+    crops = seglab_pipeline(pairs, crop, on_device=True, package=package)
+    torch.manual_seed(0)
+    batch = default_collate([crops(i % len(pairs)) for i in range(BATCH)])
+    data = importlib.import_module(f"{package}.data")
+    augment = data.BatchAugment(data.Augment(), IMAGENET_MEAN, IMAGENET_STD)
+
+    def run(i: int) -> dict:
+        image, mask = augment(batch["image"], batch["mask"])
+        return {"image": image, "mask": mask}
+
+    return run
+
+
+def albumentations_pipeline(
+    pairs: list, crop: tuple[int, int], antialias: bool = False
+) -> Callable[[int], dict]:
     """``antialias``: resize with ``cv2.INTER_AREA`` (averages the source pixels when shrinking, as
     seglab's antialiased resize does) instead of albumentations' default ``INTER_LINEAR``, which
     samples without a low-pass filter and aliases at scales below 1."""
@@ -138,7 +199,8 @@ def albumentations_pipeline(pairs: list, crop: tuple[int, int], antialias: bool 
 def measure(
     pipelines: dict[str, Callable[[int], dict]], count: int, samples: int, reps: int
 ) -> dict[str, float]:
-    """Median samples/s of each pipeline over ``reps`` interleaved rounds of ``samples`` samples."""
+    """Median calls per CPU second of each pipeline over ``reps`` interleaved rounds of
+    ``samples`` calls."""
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
     for fn in pipelines.values():  # warm-up: imports, allocator, page cache
         fn(0)
@@ -147,42 +209,65 @@ def measure(
         names = names[rep % len(names) :] + names[: rep % len(names)]  # rotate the order
         for name in names:
             torch.manual_seed(rep)
-            start = time.perf_counter()
+            start = time.process_time()
             for k in range(samples):
                 out = pipelines[name](k % count)
-            rates[name].append(samples / (time.perf_counter() - start))
+            rates[name].append(samples / (time.process_time() - start))
             assert out["image"].dtype in (torch.float32, torch.uint8)
             assert out["mask"].dtype == torch.long
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def run_case(
-    name: str, size: tuple[int, int], crop: tuple[int, int], count: int, args
+    crop: tuple[int, int], pairs: list, args, workdir: Path, baseline: str | None
 ) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        pairs = write_dataset(Path(tmp) / "data", count, size)
-        pipelines = {"seglab": seglab_pipeline(pairs, crop)}
+    """samples/s of every pipeline on one case's files (``before_*``: the baseline's)."""
+    pipelines = {}
+    for prefix, package in [("", "seglab")] + ([("before_", baseline)] if baseline else []):
+        pipelines[prefix + "seglab"] = seglab_pipeline(pairs, crop, package=package)
         if args.cache:
-            pipelines["seglab_cached"] = seglab_pipeline(pairs, crop, Path(tmp) / "cache")
-        pipelines["seglab_workers_on_device"] = seglab_pipeline(pairs, crop, on_device=True)
-        if args.albumentations:
-            pipelines["albumentations"] = albumentations_pipeline(pairs, crop)
-            pipelines["albumentations_antialias"] = albumentations_pipeline(pairs, crop, True)
-        rates = measure(pipelines, count, args.samples or count, args.reps)
-    h, w = size
+            cache_dir = workdir / f"cache-{prefix.rstrip('_') or 'after'}"
+            pipelines[prefix + "seglab_cached"] = seglab_pipeline(
+                pairs, crop, cache_dir, package=package
+            )
+        pipelines[prefix + "seglab_workers_on_device"] = seglab_pipeline(
+            pairs, crop, on_device=True, package=package
+        )
+        pipelines[prefix + "device_batch"] = device_batch_pipeline(pairs, crop, package)
+    if args.albumentations:
+        pipelines["albumentations"] = albumentations_pipeline(pairs, crop)
+        pipelines["albumentations_antialias"] = albumentations_pipeline(pairs, crop, True)
+    rates = measure(pipelines, len(pairs), args.samples or len(pairs), args.reps)
+    for name in rates:
+        if name.endswith("device_batch"):
+            rates[name] *= BATCH  # batches/s -> samples/s
+    return rates
+
+
+def report(name: str, size: tuple[int, int], crop: tuple[int, int], rates: dict) -> None:
+    prefix = f"{name}_{size[0]}x{size[1]}_crop{crop[0]}x{crop[1]}"
     for pipeline, rate in rates.items():
-        print(f"{name}_{h}x{w}_crop{crop[0]}x{crop[1]}_{pipeline}: {rate:.1f} samples/s")
+        print(f"{prefix}_{pipeline}: {rate:.1f} samples/s")
+    for label in ("", "before_"):
+        if label + "device_batch" in rates:
+            ms = 1000 * BATCH / rates[label + "device_batch"]
+            print(f"{prefix}_{label}device_batch{BATCH}_cpu: {ms:.1f} ms/batch")
     if "albumentations" in rates:
         for variant in ("albumentations", "albumentations_antialias"):
-            ratio = rates["seglab"] / rates[variant]
-            print(f"{name} ratio seglab/{variant}: {ratio:.2f} x")
+            print(f"{name} ratio seglab/{variant}: {rates['seglab'] / rates[variant]:.2f} x")
+            if "before_seglab" in rates:
+                ratio = rates["before_seglab"] / rates[variant]
+                print(f"{name} ratio before_seglab/{variant}: {ratio:.2f} x")
     if "seglab_cached" in rates:
         print(f"{name} ratio cached/decode: {rates['seglab_cached'] / rates['seglab']:.2f} x")
     print(
         f"{name} ratio workers_on_device/full: "
         f"{rates['seglab_workers_on_device'] / rates['seglab']:.2f} x"
     )
-    return rates
+    for pipeline in ("seglab", "seglab_cached", "seglab_workers_on_device", "device_batch"):
+        if "before_" + pipeline in rates:
+            ratio = rates[pipeline] / rates["before_" + pipeline]
+            print(f"{name} ratio after/before {pipeline}: {ratio:.2f} x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", nargs="+", default=["small", "large"])
     parser.add_argument("--no-albumentations", dest="albumentations", action="store_false")
     parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument("--baseline", help="another seglab checkout to compare with (before/after)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one DataLoader worker = one core
     if args.albumentations:
@@ -201,17 +287,18 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError:
             print("albumentations not installed (pip install 'seglab[bench]'): skipping it")
             args.albumentations = False
-    cases = {
-        "small": ((360, 480), (256, 256), 12),
-        "large": ((1024, 2048), (512, 1024), 6),
-    }
+    cases = QUICK_CASES if args.quick else CASES
     if args.quick:
-        cases = {"small": ((72, 96), (48, 48), 3), "large": ((128, 256), (64, 128), 2)}
         args.reps = 1
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    for name in args.cases:
-        size, crop, count = cases[name]
-        run_case(name, size, crop, count, args)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        baseline = import_baseline(args.baseline, workdir) if args.baseline else None
+        for name in args.cases:
+            size, crop, count = cases[name]
+            pairs = write_dataset(workdir / name, count, size)
+            rates = run_case(crop, pairs, args, workdir / f"{name}-work", baseline)
+            report(name, size, crop, rates)
 
 
 if __name__ == "__main__":

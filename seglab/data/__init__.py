@@ -1,3 +1,4 @@
+from seglab.data.augment import Augment, BatchAugment
 from seglab.data.datamodule import SegmentationDataModule
 from seglab.data.datasets.ade20k import ADE20KDataModule
 from seglab.data.datasets.base import SegmentationDataset
@@ -7,9 +8,7 @@ from seglab.data.datasets.folder import FolderDataModule
 from seglab.data.datasets.pets import OxfordPetsDataModule
 from seglab.data.datasets.synthetic import SyntheticDataModule
 from seglab.data.datasets.voc import VOCDataModule
-from seglab.data.device_transforms import BatchAugment
 from seglab.data.io import DataError
-from seglab.data.transforms import Augment
 
 __all__ = [
     "ADE20KDataModule",

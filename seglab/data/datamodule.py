@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, is_dataclass
+from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
+from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, BatchAugment
 from seglab.data.cache import open_cache
 from seglab.data.datasets.base import SegmentationDataset
-from seglab.data.device_transforms import BatchAugment
 from seglab.data.exif import ExifOrientation
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
-from seglab.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    eval_transform,
-    geometric_transform,
-    train_transform,
-)
+from seglab.data.sampling import RareClassSampler, RareClassSampling
+from seglab.data.stats import class_pixel_counts
+from seglab.data.transforms import TrainTransform, eval_transform, train_transform
 from seglab.errors import ConfigError
 
 Split = Literal["train", "val", "test"]
@@ -41,7 +39,7 @@ class SegmentationDataModule(L.LightningDataModule):
             different sizes need 1.
         num_workers: data loading processes per training process.
         crop_size: training crop, an int or ``[height, width]``.
-        augment: training augmentation settings.
+        augment: training augmentation settings (``seglab.data.augment.Augment``, checked there).
         mean, std: per-channel normalisation of images scaled to [0, 1]; ImageNet's when not
             given, or, when a checkpoint is evaluated by the seglab command, the model's.
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
@@ -58,13 +56,23 @@ class SegmentationDataModule(L.LightningDataModule):
         augment_on_device: the loader workers only decode, scale and crop training samples (uint8
             batches, a quarter of the bytes to copy); flips, colour jitter, gamma, blur and
             normalisation run on the training batch after its transfer to the device, in
-            ``on_after_batch_transfer`` (``seglab.data.device_transforms.BatchAugment``: the CPU
-            path's distributions, each sample its own parameters). For when CPU workers starve the
-            accelerator. Validation, test and predict batches are normalised on the CPU as always.
+            ``on_after_batch_transfer`` (``seglab.data.augment.BatchAugment``: the same code and
+            parameter draws as in the workers, each sample its own parameters). For when CPU
+            workers starve the accelerator. Validation, test and predict batches are normalised on
+            the CPU as always.
         exif_orientation: what to do with an image whose EXIF orientation is not 1 (a photo viewers
             show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image as
             displayed: masks were drawn, and predictions are written, on the displayed image) or
             ``ignore`` (use the stored pixels). The same for every split and for predict.
+        train_splits: the splits to train on, e.g. ``[train, val]`` for a final run: their samples
+            one after the other, each once per epoch. Validation still runs on ``val``; when the
+            training samples include it, its metrics score images the model has seen (a warning
+            says so): use that for final runs with a fixed schedule, not to pick checkpoints.
+            Splits that share samples (``test`` is ``val`` for VOC, Cityscapes and ADE20K) cannot
+            be trained on together.
+        rare_class_sampling: draw training samples, and centre their crops, to favour the classes
+            that cover few training pixels (``seglab.data.sampling``, DAFormer's rule), e.g.
+            ``{temperature: 0.01}``; ``null``: every sample once per epoch, uniform crops.
     """
 
     num_classes: int
@@ -87,6 +95,8 @@ class SegmentationDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         augment_on_device: bool = False,
         exif_orientation: ExifOrientation = "refuse",
+        train_splits: tuple[Split, ...] = ("train",),
+        rare_class_sampling: RareClassSampling | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -100,15 +110,6 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"data.crop_size must be a positive int or [height, width], got {crop_size}"
             )
         self.augment = augment or Augment()
-        low, high = self.augment.scale_range
-        if not 0 < low <= high:
-            raise ConfigError(
-                f"data.augment.scale_range must be 0 < low <= high, got {[low, high]}"
-            )
-        if not 0 < self.augment.max_class_ratio <= 1:
-            raise ConfigError(
-                f"data.augment.max_class_ratio must be in (0, 1], got {self.augment.max_class_ratio}"
-            )
         self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std = tuple(std) if std is not None else IMAGENET_STD
         self.ignore_index = ignore_index
@@ -121,8 +122,22 @@ class SegmentationDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.augment_on_device = augment_on_device
         self.exif_orientation = exif_orientation
-        self.batch_augment = BatchAugment(self.augment, self.mean, self.std)
+        self.batch_augment = BatchAugment(self.augment, self.mean, self.std)  # checks mean and std
+        self.train_splits = tuple(train_splits)
+        if (
+            not self.train_splits
+            or len(set(self.train_splits)) != len(self.train_splits)
+            or any(s not in get_args(Split) for s in self.train_splits)
+        ):
+            raise ConfigError(
+                f"data.train_splits must list distinct splits among {list(get_args(Split))}, "
+                f"got {list(train_splits)}"
+            )
+        self.rare_class_sampling = rare_class_sampling
         self.datasets: dict[str, Dataset] = {}
+        self._training: dict[Split, Dataset] = {}  # the train_splits with the training transform
+        self._train_transform: TrainTransform | None = None
+        self._sample_weights: Tensor | None = None  # rare-class sampling's, once computed
         # Lightning logs these next to the model's hyper-parameters (the W&B config, hparams.yaml)
         # and keeps them in checkpoints, with or without the seglab command: the class and every
         # argument of it and its bases, resolved where this class resolves them (augmentation,
@@ -145,23 +160,41 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def dataset(self, split: Split) -> Dataset:
-        """The split's dataset with its transforms, built once."""
+        """One split's dataset, built once: ``train`` with the training transform, the others with
+        the evaluation transform (what validation, test, check-data and ``seglab cache`` read)."""
+        if split == "train":
+            return self._training_split("train")
         if split not in self.datasets:
-            if split == "train" and self.augment_on_device:
-                transform = geometric_transform(self.crop_size, self.augment, self.ignore_index)
-            elif split == "train":
-                transform = train_transform(
-                    self.crop_size, self.augment, self.ignore_index, self.mean, self.std
-                )
-            else:
-                transform = eval_transform(self.mean, self.std)
-            dataset = self.make_dataset(split, transform)
-            if getattr(dataset, "problems", None):  # files that cannot be samples: never skipped
-                raise DataError(*dataset.problems)
-            if self.cache_dir is not None:
-                dataset.cache = open_cache(dataset, self.cache_dir, split)
-            self.datasets[split] = dataset
+            self.datasets[split] = self._build(split, eval_transform(self.mean, self.std))
         return self.datasets[split]
+
+    def train_dataset(self) -> Dataset:
+        """What the model trains on: the ``train_splits`` with the training transform, one after
+        the other."""
+        parts = [self._training_split(split) for split in self.train_splits]
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def _training_split(self, split: Split) -> Dataset:
+        if split not in self._training:
+            if self._train_transform is None:
+                self._train_transform = train_transform(
+                    self.crop_size,
+                    self.augment,
+                    self.ignore_index,
+                    self.mean,
+                    self.std,
+                    on_device=self.augment_on_device,
+                )
+            self._training[split] = self._build(split, self._train_transform)
+        return self._training[split]
+
+    def _build(self, split: Split, transform: Any) -> Dataset:
+        dataset = self.make_dataset(split, transform)
+        if getattr(dataset, "problems", None):  # files that cannot be samples: never skipped
+            raise DataError(*dataset.problems)
+        if self.cache_dir is not None:
+            dataset.cache = open_cache(dataset, self.cache_dir, split)
+        return dataset
 
     def prepare_data(self) -> None:
         """Builds the decoded-sample caches of the stage's splits (Lightning runs this on local rank 0
@@ -177,7 +210,9 @@ class SegmentationDataModule(L.LightningDataModule):
         """The splits a stage (``fit``, ``validate``, ``test``, ``predict``) reads."""
         if stage == "predict":
             return () if self.predict_dir else ("test",)
-        return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}[stage]
+        if stage == "fit":
+            return tuple(dict.fromkeys((*self.train_splits, "val")))
+        return {"validate": ("val",), "test": ("test",)}[stage]
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_dir and len(self.predict_dataset()) == 0:
@@ -185,19 +220,47 @@ class SegmentationDataModule(L.LightningDataModule):
         for split in self._splits(stage):
             if len(self.dataset(split)) == 0:
                 raise DataError(f"the {split} split of {type(self).__name__} is empty")
-        if stage == "fit" and len(self.dataset("train")) < self.batch_size:
+        if stage != "fit":
+            return
+        self._check_train_splits()
+        if len(self.train_dataset()) < self.batch_size:
             raise DataError(
-                f"the train split has {len(self.dataset('train'))} samples, fewer than "
-                f"data.batch_size={self.batch_size}: no full batch to train on"
+                f"the training splits ({', '.join(self.train_splits)}) have "
+                f"{len(self.train_dataset())} samples, fewer than data.batch_size="
+                f"{self.batch_size}: no full batch to train on"
+            )
+
+    def _check_train_splits(self) -> None:
+        """Refuses training splits that share samples (each would be trained on twice per epoch);
+        warns when the training samples include the validation split's."""
+        files = {split: _image_files(self.dataset(split)) for split in self._splits("fit")}
+        for a, b in combinations(self.train_splits, 2):
+            if shared := files[a] & files[b]:
+                raise DataError(
+                    f"data.train_splits: the {a} and {b} splits hold the same samples (e.g. "
+                    f"{min(shared)}): each would be trained on twice per epoch; list one of them"
+                )
+        seen = [s for s in self.train_splits if s == "val" or files[s] & files["val"]]
+        if seen:
+            warnings.warn(
+                f"data.train_splits {list(self.train_splits)}: the model trains on the validation "
+                f"samples (of {', '.join(seen)}), so val/* metrics are optimistic; fine for a final "
+                "run with a fixed schedule, not for choosing checkpoints or settings",
+                UserWarning,
+                stacklevel=2,
             )
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
-        dataset = self.dataset(split)
+        dataset = self.train_dataset() if train else self.dataset(split)
+        if train:
+            sampler = self._rare_class_sampler(dataset) if self.rare_class_sampling else None
+        else:
+            sampler = self._eval_sampler(split, dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            sampler=None if train else self._eval_sampler(split, dataset),
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train,  # a batch of one breaks BatchNorm after global pooling (ASPP, PSP)
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -205,6 +268,24 @@ class SegmentationDataModule(L.LightningDataModule):
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=None if train else collate_same_size,
         )
+
+    def _rare_class_sampler(self, dataset: Dataset) -> RareClassSampler:
+        """Counts the training samples' class pixels once (from the decoded cache when there is
+        one), then points the crops at the drawn classes; Lightning wraps the sampler for DDP."""
+        if self._sample_weights is None:
+            counts = class_pixel_counts(dataset, self.num_workers)
+            class_prob, self._sample_weights, class_weights = (
+                self.rare_class_sampling.probabilities(counts)
+            )
+            self._train_transform.crop.class_weights = class_weights.float()
+            order = class_prob.argsort(descending=True).tolist()
+            shares = ", ".join(f"{self.class_names[c]} {class_prob[c]:.3f}" for c in order[:8])
+            rank_zero_info(
+                f"seglab: rare-class sampling (temperature {self.rare_class_sampling.temperature})"
+                f" over {len(dataset)} samples; class probabilities: {shares}"
+                + (", ..." if len(order) > 8 else "")
+            )
+        return RareClassSampler(self._sample_weights, len(dataset))
 
     def _eval_sampler(self, split: Split, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
         """Each rank evaluates ``indices[rank::world_size]``: every sample exactly once.
@@ -257,6 +338,12 @@ class SegmentationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
         )
+
+
+def _image_files(dataset: Dataset) -> set[str]:
+    """The image file of every sample, where the dataset has them (none for generated samples)."""
+    files = (dataset.image_file(i) for i in range(len(dataset)))
+    return {str(f) for f in files if f is not None}
 
 
 def list_images(source: str | Path) -> list[Path]:

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seglab import Augment, DataError, FolderDataModule
+from seglab import DataError, FolderDataModule
 from seglab.errors import ConfigError
 from tests.conftest import write_folder_dataset
 from tests.data.awkward_files import broken_link, save_jpeg, save_png16
@@ -71,8 +71,6 @@ def test_missing_root_is_a_clear_error(tmp_path):
     [
         ({"crop_size": 0}, "data.crop_size must be a positive int"),
         ({"crop_size": [32, 32, 3]}, "data.crop_size must be a positive int"),
-        ({"augment": Augment(scale_range=(2.0, 0.5))}, "scale_range must be 0 < low <= high"),
-        ({"augment": Augment(max_class_ratio=1.5)}, r"max_class_ratio must be in \(0, 1\]"),
     ],
 )
 def test_bad_data_settings_name_the_option(tmp_path, kwargs, message):

@@ -1,20 +1,13 @@
+"""Training geometry (random scale and crop) and the whole training and evaluation transforms."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from seglab.data.transforms import (
-    Augment,
-    FusedAugment,
-    RandomCropPad,
-    _hue_shift,
-    _nearest_index,
-    _resize_rgb8,
-    eval_transform,
-    train_transform,
-)
+from seglab.data.augment import Augment, BatchAugment
+from seglab.data.transforms import RandomScaleCrop, eval_transform, train_transform
 
 IGNORE = 255
 NO_PHOTOMETRIC = dict(brightness=0, contrast=0, saturation=0, hue=0, gamma=(1.0, 1.0), blur_prob=0)
@@ -94,7 +87,8 @@ def test_class_ratio_retry_avoids_single_class_crops():
     mixed = 0
     for seed in range(20):
         torch.manual_seed(seed)
-        _, out = RandomCropPad((16, 16), IGNORE, max_class_ratio=0.95)(image, tv_tensors.Mask(mask))
+        crop = RandomScaleCrop((1.0, 1.0), (16, 16), IGNORE, max_class_ratio=0.95)
+        _, out = crop(image, tv_tensors.Mask(mask))
         mixed += len(out.unique()) > 1
     # without the retry a 16x16 crop straddles the border in 1 of 49 positions
     assert mixed >= 15
@@ -107,121 +101,63 @@ def test_eval_transform_only_normalises():
     assert torch.equal(out_mask, mask)
 
 
-def _jitter_params(order, flip, gamma, sigma):
-    return {
-        "flip": flip,
-        "fn_idx": torch.tensor(order),
-        "brightness_factor": 1.15,
-        "contrast_factor": 0.85,
-        "saturation_factor": 1.2,
-        "hue_factor": -0.03,
-        "gamma": gamma,
-        "sigma": sigma,
-    }
-
-
-@pytest.mark.parametrize(
-    "order, flip, gamma, sigma",
-    [
-        ([0, 1, 2, 3], False, 0.8, None),
-        ([3, 2, 1, 0], True, 1.25, 0.9),
-        ([2, 0, 3, 1], True, None, 1.4),
-    ],
-)
-def test_fused_augment_equals_torchvision_float_ops_within_uint8_rounding(
-    order, flip, gamma, sigma
-):
-    torch.manual_seed(0)
-    image = torch.randint(0, 256, (3, 24, 30), dtype=torch.uint8)
-    params = _jitter_params(order, flip, gamma, sigma)
-    fused = FusedAugment(Augment(), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
-    out = fused.transform(tv_tensors.Image(image), params)
-    x = image.float() / 255
-    x = x.flip(-1) if flip else x
-    ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
-    factors = [1.15, 0.85, 1.2, -0.03]
-    for op in order:
-        x = ops[op](x, factors[op])
-    x = TF.adjust_gamma(x, gamma) if gamma is not None else x
-    x = TF.gaussian_blur(x, [5, 5], [sigma, sigma]) if sigma is not None else x
-    expected = TF.normalize(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
-    # one rounding to uint8 levels before gamma: half a level, times gamma's slope (< 3 here)
-    torch.testing.assert_close(
-        out * torch.tensor([0.2, 0.25, 0.3]).view(3, 1, 1),
-        expected * torch.tensor([0.2, 0.25, 0.3]).view(3, 1, 1),
-        atol=1.5 / 255,
-        rtol=0,
+def _reference_crop(image, mask, params, size):
+    """What ``RandomScaleCrop`` must give for ``params``, with torchvision's public ops: crop the
+    source region, resize it (bilinear antialiased, masks nearest), crop the kept part, pad."""
+    (y0, y1, rh, oy), (x0, x1, rw, ox) = params["rows"], params["cols"]
+    vh, vw = params["visible"]
+    pad = [0, 0, size[1] - vw, size[0] - vh]
+    region = TF.resize(TF.crop(image, y0, x0, y1 - y0, x1 - x0), [rh, rw], antialias=True)
+    region_mask = TF.resize(TF.crop(mask, y0, x0, y1 - y0, x1 - x0), [rh, rw])
+    return (
+        TF.pad(TF.crop(region, oy, ox, vh, vw), pad, fill=0),
+        TF.pad(TF.crop(region_mask, oy, ox, vh, vw), pad, fill=IGNORE),
     )
-    assert out.dtype == torch.float32 and isinstance(out, tv_tensors.Image)
-
-
-def test_fused_augment_flips_the_mask_with_the_image_and_draws_every_op_order():
-    torch.manual_seed(0)
-    image, mask = _pattern()
-    fused = FusedAugment(Augment(), mean=None, std=None)
-    orders, flips = set(), 0
-    for _ in range(200):
-        params = fused.make_params([image, mask])
-        orders.add(tuple(params["fn_idx"].tolist()))
-        flips += params["flip"]
-        assert 0.8 <= params["brightness_factor"] <= 1.2 and abs(params["hue_factor"]) <= 0.02
-        assert 0.8 <= params["gamma"] <= 1.25
-    assert len(orders) == 24 and 70 < flips < 130
-    out_image, out_mask = (
-        fused.transform(image, {**params, "flip": True}),
-        fused.transform(mask, {**params, "flip": True}),
-    )
-    assert torch.equal(out_mask, mask.flip(-1)) and isinstance(out_mask, tv_tensors.Mask)
-    assert out_image.min() >= 0 and out_image.max() <= 1  # mean=None: [0, 1], normalised later
-
-
-@pytest.mark.parametrize(
-    "hue", [-0.5, -0.45, -0.3, -0.17, -0.02, 0.0, 0.013, 1 / 6, 0.2, 0.3, 1 / 3, 0.41, 0.5]
-)
-def test_hue_shift_equals_torchvision(hue):
-    torch.manual_seed(0)
-    x = torch.rand(3, 20, 20)
-    x[:, :2] = 0.5  # grey pixels: no chroma
-    x[0, 2:4], x[1, 2:4] = 0.9, 0.9  # ties for the max channel
-    x[1, 4:6], x[2, 4:6] = 0.8, 0.8
-    x[0, 6:8], x[2, 6:8] = 0.7, 0.7
-    torch.testing.assert_close(
-        _hue_shift(x * 255, hue) / 255, TF.adjust_hue(x, hue), atol=2e-6, rtol=0
-    )
-
-
-def test_channels_last_resize_equals_torchvision_exactly():
-    image = torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8)
-    for size in [(18, 25), (37, 53), (90, 120)]:
-        assert torch.equal(_resize_rgb8(image, *size), TF.resize(image, list(size), antialias=True))
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_train_transform_fast_path_equals_the_composed_transforms(seed):
-    """Called with an image and a mask, ``train_transform`` skips v2's machinery; the result must be
-    what its own ``transforms`` give through ``v2.Compose`` from the same seed (same draws)."""
+def test_scale_crop_equals_torchvision_crop_resize_pad_of_the_same_region(seed):
+    """Images decoded interleaved (as torchvision decodes) or planar (as the cache stores them),
+    masks of any integer type: exactly torchvision's resize of the region, masks nearest."""
     g = torch.Generator().manual_seed(seed)
     h, w = (int(v) for v in torch.randint(30, 90, (2,), generator=g))
     image = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g).permute(2, 0, 1)
     if seed % 3 == 0:
-        image = image.contiguous()  # planar as well as decoded (interleaved) images
-    mask_dtype = torch.uint8 if seed % 2 else torch.int64
-    mask = torch.randint(0, 5, (h, w), generator=g).to(mask_dtype)
-    scale = (1.0, 1.0) if seed % 4 == 0 else (0.5, 2.0)
-    t = train_transform((48, 64), Augment(scale_range=scale, blur_prob=0.5), IGNORE)
+        image = image.contiguous()
+    mask = torch.randint(0, 5, (h, w), generator=g).to(torch.uint8 if seed % 2 else torch.int64)
+    image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+    crop = RandomScaleCrop((1.0, 1.0) if seed % 4 == 0 else (0.5, 2.0), (48, 64), IGNORE)
     torch.manual_seed(seed)
-    fast_image, fast_mask = t(tv_tensors.Image(image), tv_tensors.Mask(mask))
-    torch.manual_seed(seed)
-    image_ref, mask_ref = v2.Compose(t.transforms)(tv_tensors.Image(image), tv_tensors.Mask(mask))
-    assert isinstance(fast_image, tv_tensors.Image) and isinstance(fast_mask, tv_tensors.Mask)
-    assert fast_mask.dtype == mask_dtype and torch.equal(fast_mask, mask_ref)
-    torch.testing.assert_close(fast_image, image_ref, atol=1e-6, rtol=0)
+    params = crop.make_params([image, mask])
+    out_image, out_mask = crop.transform(image, params), crop.transform(mask, params)
+    ref_image, ref_mask = _reference_crop(image, mask, params, (48, 64))
+    assert isinstance(out_image, tv_tensors.Image) and isinstance(out_mask, tv_tensors.Mask)
+    assert out_mask.dtype == mask.dtype and torch.equal(out_mask, ref_mask)
+    assert out_image.dtype == torch.uint8 and torch.equal(out_image, ref_image)
 
 
-def test_nearest_index_gathers_what_torchvision_nearest_resize_gives():
-    mask = torch.randint(0, 200, (61, 47), dtype=torch.uint8)
-    for rh, rw in [(61, 47), (122, 94), (100, 33), (17, 150), (30, 23)]:
-        expected = TF.resize(tv_tensors.Mask(mask[5:, 3:]), [rh, rw])
-        rows = _nearest_index(5, 61, rh, 0, rh)
-        cols = _nearest_index(3, 47, rw, 0, rw)
-        assert torch.equal(torch.from_numpy(mask.numpy().take(rows, 0).take(cols, 1)), expected)
+def test_scale_draws_cover_the_range_and_crops_every_position():
+    image = tv_tensors.Image(torch.zeros(3, 40, 50, dtype=torch.uint8))
+    crop = RandomScaleCrop((0.5, 2.0), (16, 16), IGNORE)
+    torch.manual_seed(0)
+    rows = [crop.make_params([image])["rows"] for _ in range(2000)]
+    tops = {r[0] for r in rows}
+    sizes = torch.tensor([r[2] / (r[1] - r[0]) for r in rows])  # the scale each region got
+    assert sizes.min() < 0.6 and sizes.max() > 1.8 and 0.9 < sizes.median() < 1.5
+    assert min(tops) == 0 and max(tops) >= 30  # up to the bottom of a 2x (80-row) image
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_workers_and_device_run_the_same_augmentation(seed):
+    """The loader's per-sample transform equals scale/crop in the worker followed by
+    ``BatchAugment`` on the batch (``augment_on_device``), from the same random draws."""
+    image, mask = _pattern(64, 80)
+    augment = Augment(blur_prob=0.5)
+    torch.manual_seed(seed)
+    cpu_image, cpu_mask = train_transform((48, 64), augment, IGNORE)(image, mask)
+    torch.manual_seed(seed)
+    crop_image, crop_mask = train_transform((48, 64), augment, IGNORE, on_device=True)(image, mask)
+    assert crop_image.dtype == torch.uint8
+    device_image, device_mask = BatchAugment(augment)(crop_image[None], crop_mask[None])
+    assert torch.equal(cpu_mask, device_mask[0])
+    torch.testing.assert_close(cpu_image.as_subclass(torch.Tensor), device_image[0])

@@ -1,0 +1,363 @@
+"""Training augmentation: its settings, its per-sample random parameters, and the one implementation
+of the flip and photometric ops, on a batch ``(N, C, H, W)`` on whatever device it is.
+
+Where it runs: in the loader workers, on each training sample as a batch of one, after the scale
+and crop (``seglab.data.transforms.TrainTransform``), or, with ``data.augment_on_device: true``, on
+the whole training batch after its transfer to the accelerator (the data module's
+``on_after_batch_transfer``). Both places draw the same parameters and run the same code.
+
+The ops and their distributions are torchvision's: ``ColorJitter``'s four ops with its factor ranges,
+in a random order per sample; a gamma drawn uniformly from ``gamma``; ``GaussianBlur(5, (0.1, 1.5))``
+(reflect padding) with probability ``blur_prob``; a horizontal flip with probability 0.5, masks
+flipped alike and otherwise untouched. The jitter runs in float32 on the [0, 255] scale and is
+rounded once to uint8 levels (like the image it came from); gamma and normalisation are then one
+256-entry table per sample and channel. The result equals torchvision's float ops to within half a
+level times gamma's slope (torchvision's uint8 path truncates after every op instead).
+
+Random parameters are drawn on the host with torch's generator (the default one, or a given
+``torch.Generator``): deterministic under ``seed_everything`` (Lightning seeds every loader worker),
+and the few choices that select work (which op, which samples blur) need no device synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from seglab.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+BLUR_KERNEL = 5
+BLUR_SIGMA = (0.1, 1.5)
+# ColorJitter's op ids, as in torchvision: the order of application is a permutation of these.
+BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
+
+
+@dataclass
+class Augment:
+    """Training augmentation settings (``data.init_args.augment.*`` in a config), checked here.
+
+    Args:
+        scale_range: the image is resized by a factor drawn uniformly from this range, then cropped.
+        max_class_ratio: below 1, a crop is drawn again (up to 10 times) while one class covers more
+            than this share of its labelled pixels (mmsegmentation's ``cat_max_ratio``).
+        hflip: flip half of the samples left to right (their masks alike).
+        brightness, contrast, saturation, hue: ``ColorJitter``'s settings (0 turns an op off).
+        gamma: range of the gamma drawn per sample (``[1, 1]``: off).
+        blur_prob: probability of a 5x5 Gaussian blur with sigma drawn from (0.1, 1.5).
+    """
+
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    max_class_ratio: float = 1.0
+    hflip: bool = True
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02
+    gamma: tuple[float, float] = (0.8, 1.25)
+    blur_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("scale_range", "gamma"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or not 0 < value[0] <= value[1]:
+                raise ConfigError(
+                    f"data.augment.{name} must be [low, high] with 0 < low <= high, got {list(value)}"
+                )
+            setattr(self, name, value)
+        if not 0 < self.max_class_ratio <= 1:
+            raise ConfigError(
+                f"data.augment.max_class_ratio must be in (0, 1], got {self.max_class_ratio}"
+            )
+        for name in ("brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.augment.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.hue <= 0.5:
+            raise ConfigError(f"data.augment.hue must be in [0, 0.5], got {self.hue}")
+        if not 0 <= self.blur_prob <= 1:
+            raise ConfigError(f"data.augment.blur_prob must be in [0, 1], got {self.blur_prob}")
+
+
+@dataclass
+class AugmentParams:
+    """Per-sample random parameters of a batch, on the host; an op that is off holds its identity."""
+
+    flip: Tensor  # (N,) bool
+    order: Tensor  # (N, 4) long: ColorJitter's op ids in the order they are applied
+    brightness: Tensor  # (N,) factors; 1 = unchanged
+    contrast: Tensor
+    saturation: Tensor
+    hue: Tensor  # (N,) shift in turns; 0 = unchanged
+    gamma: Tensor  # (N,); 1 = unchanged
+    blur: Tensor  # (N,) bool
+    sigma: Tensor  # (N,) blur standard deviation in pixels
+
+
+class BatchAugment:
+    """Flip, colour jitter, gamma, blur and normalisation of ``(images, masks)`` batches.
+
+    Args:
+        augment: the settings (``scale_range`` and ``max_class_ratio`` are the loader's business and
+            ignored here).
+        mean, std: per-channel normalisation of images scaled to [0, 1].
+
+    Call it on ``images`` uint8 ``(N, C, H, W)`` (or float in [0, 1]) and ``masks`` ``(N, H, W)`` (or
+    ``None``) on any device; returns float32 normalised images and the masks, flipped alike. Every
+    sample draws its own parameters; grey images (``C == 1``) skip saturation and hue, as torchvision.
+    """
+
+    def __init__(
+        self,
+        augment: Augment | None = None,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        self.augment = a = augment or Augment()
+        if len(mean) != len(std) or min(std) <= 0:
+            raise ConfigError(f"data.mean and data.std must be as long, std > 0: {mean}, {std}")
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        # The ranges of the 12 uniform draws per sample: flip, 4 order keys, then ColorJitter's
+        # factor ranges ([max(0, 1 - x), 1 + x]; hue [-hue, hue]), gamma, blur, sigma. An empty
+        # range gives exactly its low end: the identity of an op that is off.
+        ranges = [(0, 1)] * 5 + [(max(0.0, 1 - x), 1 + x) for x in (a.brightness, a.contrast)]
+        ranges += [(max(0.0, 1 - a.saturation), 1 + a.saturation), (-a.hue, a.hue), a.gamma]
+        ranges += [(0, 1), BLUR_SIGMA]
+        self._low = torch.tensor([low for low, _ in ranges], dtype=torch.float64)
+        self._span = torch.tensor([high - low for low, high in ranges], dtype=torch.float64)
+        std = torch.tensor(self.std, dtype=torch.float64).view(1, -1, 1)
+        self._scale, self._shift = 1 / std, -torch.tensor(self.mean).view(1, -1, 1) / std
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
+        """Draws ``n`` samples' parameters, all from one draw of torch's generator (the default
+        one unless given); the op order is the ranks of 4 uniform draws, a uniform permutation."""
+        u = torch.rand(n, 12, generator=generator, dtype=torch.float64)
+        flip, *_, brightness, contrast, saturation, hue, gamma, blur, sigma = torch.addcmul(
+            self._low, self._span, u
+        ).unbind(1)
+        return AugmentParams(
+            flip=flip < (0.5 if self.augment.hflip else 0.0),
+            order=u[:, 1:5].argsort(dim=1),
+            brightness=brightness,
+            contrast=contrast,
+            saturation=saturation,
+            hue=hue,
+            gamma=gamma,
+            blur=blur < self.augment.blur_prob,
+            sigma=sigma,
+        )
+
+    def __call__(
+        self, images: Tensor, masks: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        return self.apply(images, masks, self.sample(images.shape[0], generator))
+
+    def apply(
+        self, images: Tensor, masks: Tensor | None, params: AugmentParams
+    ) -> tuple[Tensor, Tensor | None]:
+        """The augmentation with given parameters (from :meth:`sample`)."""
+        if images.ndim != 4 or images.shape[1] != len(self.mean):
+            raise ValueError(
+                f"BatchAugment expects images (N, {len(self.mean)}, H, W), got {tuple(images.shape)}"
+            )
+        if masks is not None and masks.shape != images.shape[:1] + images.shape[2:]:
+            raise ValueError(
+                f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}"
+            )
+        # float32, planar (whatever the input's memory layout), on the [0, 255] scale
+        x = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+        if images.dtype == torch.uint8:
+            x.copy_(images)
+        else:
+            torch.mul(images, 255.0, out=x).clamp_(0.0, 255.0)
+        flipped = _rows(params.flip)
+        x = _on_rows(x, flipped, _flip)
+        if masks is not None:
+            masks = _on_rows(masks, flipped, _flip)
+        x = _color_jitter_(x, params)
+        out = self._gamma_normalise(x, params.gamma)
+        blurred = _rows(params.blur)
+        if blurred:
+            out = _on_rows(out, blurred, _blur, _select(params.sigma, blurred))
+        return out, masks
+
+    def _gamma_normalise(self, x: Tensor, gamma: Tensor) -> Tensor:
+        """Rounds float32 ``x`` in [0, 255] to uint8 levels and maps each level through one table
+        per sample and channel: ``((level / 255) ** gamma - mean) / std``."""
+        levels = x.add_(0.5).int()  # in [0.5, 255.5]: truncation rounds to the nearest level
+        table = torch.addcmul(self._shift, _UNIT ** gamma.view(-1, 1, 1), self._scale)
+        table = table.to(x.device, torch.float32, non_blocking=True)  # (n, C, 256)
+        out = torch.empty_like(x)
+        n = x.shape[0] * x.shape[1]
+        planes = (table.view(n, 256), levels.view(n, -1), out.view(n, -1))
+        for lut, level, plane in zip(*(t.unbind(0) for t in planes), strict=True):
+            torch.index_select(lut, 0, level, out=plane)
+        return out
+
+
+_UNIT = torch.arange(256, dtype=torch.float64) / 255
+_IDENTITY = (1.0, 1.0, 1.0, 0.0)  # of brightness, contrast, saturation, hue
+
+
+def _rows(selected: Tensor) -> list[int]:
+    """The samples a host-side bool tensor selects."""
+    return [i for i, s in enumerate(selected.tolist()) if s]
+
+
+def _select(values: Tensor, rows: list[int]) -> Tensor:
+    return values if len(rows) == len(values) else values[rows]
+
+
+def _on_rows(x: Tensor, rows: list[int], fn: Callable[..., Tensor], *args: Any) -> Tensor:
+    """``fn(x[rows], *args)`` for the samples ``rows``, the others unchanged: in place on the whole
+    batch when all are selected (always so for a batch of one)."""
+    if len(rows) == x.shape[0]:
+        return fn(x, *args)
+    if not rows:
+        return x
+    index = torch.tensor(rows, device=x.device)
+    return x.index_copy(0, index, fn(x[index], *args))
+
+
+def _flip(x: Tensor) -> Tensor:
+    return x.flip(-1)
+
+
+def _color_jitter_(x: Tensor, p: AugmentParams) -> Tensor:
+    """ColorJitter's four ops in each sample's order, in place on float32 ``(N, C, H, W)`` in
+    [0, 255]: at each of the four steps, the samples whose order names an op take it together,
+    with their factors as a ``(k, 1, 1, 1)`` tensor, or as a number when there is one sample."""
+    n, channels = x.shape[:2]
+    factors = torch.stack([p.brightness, p.contrast, p.saturation, p.hue], dim=1)
+    values, order = factors.tolist(), p.order.tolist()
+    for step in range(4):
+        groups: dict[int, list[int]] = {}
+        for i in range(n):
+            op = order[i][step]
+            if values[i][op] != _IDENTITY[op] and (channels == 3 or op < SATURATION):
+                groups.setdefault(op, []).append(i)
+        for op, rows in groups.items():
+            f: float | Tensor = values[rows[0]][op]
+            if len(rows) > 1:
+                f = factors[rows, op].to(x.device, torch.float32, non_blocking=True)
+                f = f.view(-1, 1, 1, 1)
+            clamp = op != HUE and any(values[i][op] > 1 for i in rows)
+            x = _on_rows(x, rows, _JITTER[op], f, clamp)
+    return x
+
+
+def _brightness_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
+    """Blend with black. A blend with factors <= 1 stays within [0, 255]: no clamp then."""
+    x.mul_(f)
+    return x.clamp_(max=255.0) if clamp else x
+
+
+def _contrast_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
+    """Blend with the image's mean grey level (the grey of the channel means)."""
+    means = x.mean(dim=(2, 3)).unbind(1)
+    grey = means[0] if len(means) == 1 else _weighted(means, GRAY)
+    x.mul_(f).add_(grey.view(-1, 1, 1, 1) * (1 - f))
+    return x.clamp_(0.0, 255.0) if clamp else x
+
+
+def _weighted(channels: tuple[Tensor, ...], weights: tuple[float, ...]) -> Tensor:
+    """``sum(w * c)``: torchvision's grey of r, g, b (numbers as weights: nothing to copy to the
+    device)."""
+    out = torch.mul(channels[0], weights[0])
+    for channel, weight in zip(channels[1:], weights[1:], strict=True):
+        out.add_(channel, alpha=weight)
+    return out
+
+
+def _saturation_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
+    """Blend with the grey image."""
+    x.lerp_(_weighted(x.split(1, dim=1), GRAY), 1 - f)
+    return x.clamp_(0.0, 255.0) if clamp else x
+
+
+def _hue_(x: Tensor, shift: float | Tensor, clamp: bool = False) -> Tensor:
+    """torchvision's ``adjust_hue`` (an HSV hue rotation by ``shift`` turns) in cheap float ops.
+
+    Value ``v`` and chroma ``C = v - min`` are unchanged by a hue rotation: channel ``c`` becomes
+    ``min + C * f(h - 2c)``, ``h`` the rotated hue in sectors (sixths of a turn), in [-4, 8) here,
+    and ``f`` the 6-periodic trapezoid: 1 within 1 of a peak ``2c + 6k``, 0 within 1 of a valley
+    ``2c + 3 + 6k``. Everything is kept multiplied by ``C`` (no division): ``H = h * C``. The sector
+    of the max channel is selected by ``v != channel`` (0 exactly where the channel is the
+    max; ties: r, then g, as torchvision): on CPU, ``max(dim)`` with indices, boolean masks and
+    ``where`` each cost 3-20x an add. ``f(t) = clamp(2 - d(t), 0, 1)``, ``d`` the distance to the
+    nearest peak, ``d(t) = |||t| - 3| - 3|`` for ``|t| <= 9``; with one shift (a number), a channel
+    whose peak or valley ``P`` lies in ``[1, 3] + shift`` takes the cheaper single trapezoid,
+    ``clamp(2 - |t - P|, 0, 1)`` or ``clamp(|t - P| - 1, 0, 1)``, exact over the whole range."""
+    r, g, b = channels = x.split(1, dim=1)
+    v, m = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
+    chroma = v - m
+    not_r = torch.ne(v, r, out=torch.empty_like(v))  # as float32: half the cost of sub + sign
+    not_g = torch.ne(v, g, out=torch.empty_like(v))
+    # H: g - b (r max), b - r + 2C (g max), r - g + 4C (b max), in [-C, 5C); rotated by 6 * shift
+    s2 = torch.mul(chroma, 2.0).sub_(g)
+    g_max = torch.add(s2, b, alpha=2.0).sub_(r)  # (b - r + 2C) - (g - b)
+    b_max = torch.add(s2, r, alpha=2.0).sub_(b)  # (r - g + 4C) - (b - r + 2C)
+    hue = torch.sub(g, b)
+    if isinstance(shift, Tensor):
+        hue.addcmul_(chroma, shift * 6)
+    else:
+        hue.add_(chroma, alpha=shift * 6)
+    hue.addcmul_(g_max.addcmul_(b_max, not_g), not_r)
+    c3 = torch.mul(chroma, 3.0, out=s2)
+    top = torch.add(m, chroma, alpha=2.0, out=g_max)  # m + 2C
+    bottom = torch.sub(m, chroma, out=b_max)  # m - C
+    for c, out in enumerate(channels):  # r, g, b are no longer needed once overwritten in order
+        p = (
+            None
+            if isinstance(shift, Tensor)
+            else 2 * c + 3 * math.ceil((1 + 6 * shift - 2 * c) / 3)
+        )
+        if p is not None and p <= 3 + 6 * shift and (p - 2 * c) % 6 == 0:  # a peak
+            torch.sub(top, torch.add(hue, chroma, alpha=-p, out=out).abs_(), out=out)
+        elif p is not None and p <= 3 + 6 * shift:  # a valley
+            torch.add(hue, chroma, alpha=-p, out=out).abs_().add_(bottom)
+        else:
+            torch.add(hue, chroma, alpha=-2.0 * c, out=out).abs_().sub_(c3).abs_().sub_(c3).abs_()
+            torch.sub(top, out, out=out)
+    return x.clamp_(m, v)
+
+
+_JITTER = (_brightness_, _contrast_, _saturation_, _hue_)
+
+
+def _blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """``v2.GaussianBlur(5)`` with one sigma per sample (reflect padding), as two separable passes of
+    shifted multiply-adds: on CPU ~15x faster than a depthwise ``conv2d``."""
+    t = torch.arange(BLUR_KERNEL, dtype=torch.float64) - BLUR_KERNEL // 2
+    kernel = torch.softmax(-(t**2) / (2 * sigma[:, None] ** 2), dim=1)  # (n, k), as torchvision
+    kernel = kernel.to(x.device, torch.float32, non_blocking=True)
+    weights = [kernel[:, i].view(-1, 1, 1, 1) for i in range(BLUR_KERNEL)]
+    pad, (h, w) = BLUR_KERNEL // 2, x.shape[-2:]
+    xp = F.pad(x, (pad, pad, 0, 0), mode="reflect")
+    y = xp[..., :w] * weights[0]
+    for i in range(1, BLUR_KERNEL):
+        y.addcmul_(xp[..., i : i + w], weights[i])
+    yp = F.pad(y, (0, 0, pad, pad), mode="reflect")
+    out = yp[..., :h, :] * weights[0]
+    for i in range(1, BLUR_KERNEL):
+        out.addcmul_(yp[..., i : i + h, :], weights[i])
+    return out
+
+
+def normalize(
+    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> list[v2.Transform]:
+    """uint8 image to float32 in [0, 1], then per-channel standardisation (masks untouched)."""
+    return [
+        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+        v2.Normalize(mean, std),
+    ]
