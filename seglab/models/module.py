@@ -10,16 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric
 
 from seglab.data.batch import unpack_batch
+from seglab.data.stats import class_pixel_counts
 from seglab.errors import ConfigError
 from seglab.inference import Inference, predict_logits
-from seglab.data.stats import class_pixel_counts
 from seglab.losses import CombinedLoss, LossName, WeightRule, class_weights_from_counts
 from seglab.metrics import ConfusionMatrix, metric_dict
 from seglab.models.evaluation import real_samples
