@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,17 @@ def _in_tmp_dir(tmp_path, monkeypatch):
     """Every test writes its logs, checkpoints and W&B files under its own temporary directory."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def nan_from_step(module, step: int) -> None:
+    """Makes a SegmentationModule's training loss NaN from the given optimizer step on."""
+    criterion = module.criterion.forward
+
+    def forward(logits, target):
+        loss = criterion(logits, target)
+        return loss * math.nan if module.global_step >= step else loss
+
+    module.criterion.forward = forward
 
 
 def user_error(args: list[str], capsys, code: int, *fragments: str) -> str:

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from seglab.losses import LOSS_NAMES, CombinedLoss, build_loss
+from seglab.losses import (
+    LOSS_NAMES,
+    CombinedLoss,
+    OhemCrossEntropyLoss,
+    build_loss,
+    class_weights_from_counts,
+)
 
 IGNORE = 255
 
@@ -81,7 +87,6 @@ def test_unknown_loss_names_the_choices():
 def test_ohem_keeps_the_pixels_below_the_threshold_and_at_least_min_kept():
     """Six labelled pixels (one ignored) whose true-class probabilities are known by construction:
     two classes, logits (0, l) give p(class 1) = sigmoid(l)."""
-    from seglab.losses import OhemCrossEntropyLoss
 
     p_true = torch.tensor([0.1, 0.3, 0.6, 0.8, 0.95, 0.99, 0.2])
     target = torch.tensor([1, 1, 1, 1, 1, 1, 255])
@@ -103,7 +108,6 @@ def test_ohem_keeps_the_pixels_below_the_threshold_and_at_least_min_kept():
 
 
 def test_ohem_is_selectable_in_the_loss_option():
-    from seglab.losses import CombinedLoss, OhemCrossEntropyLoss
 
     combined = CombinedLoss({"ohem": 1.0, "dice": 0.5}, ohem=(0.6, 10))
     assert isinstance(combined.losses["ohem"], OhemCrossEntropyLoss)
@@ -114,7 +118,6 @@ def test_median_frequency_and_inverse_frequency_weights_by_hand():
     """Three images of 10 labelled pixels each (ignored ones not counted), four classes, class 3
     absent. Class 0 is in all three images (12 px), class 1 in two (13 px of 20), class 2 in one
     (5 px of 10)."""
-    from seglab.losses import class_weights_from_counts
 
     counts = torch.tensor([[5, 5, 0, 0], [4, 6, 0, 0], [3, 2, 5, 0]])
     freq = torch.tensor([12 / 30, 13 / 30, 5 / 10])  # SegNet's: over the images with the class

@@ -6,18 +6,7 @@ import pytest
 import torch
 
 from seglab.cli import main
-from tests.conftest import TINY, TINY_RUN, user_error, write_folder_dataset
-
-
-def _nan_after(module, steps: int):
-    """Makes the training loss NaN from the given step on."""
-    criterion = module.criterion.forward
-
-    def forward(logits, target):
-        loss = criterion(logits, target)
-        return loss * math.nan if module.global_step >= steps else loss
-
-    module.criterion.forward = forward
+from tests.conftest import TINY, TINY_RUN, nan_from_step, user_error, write_folder_dataset
 
 
 def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch, capsys):
@@ -26,7 +15,7 @@ def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch, capsys):
     original = SegmentationModule.configure_optimizers
 
     def patched(self):
-        _nan_after(self, 1)
+        nan_from_step(self, 1)
         return original(self)
 
     monkeypatch.setattr(SegmentationModule, "configure_optimizers", patched)

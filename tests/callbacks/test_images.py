@@ -11,11 +11,17 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seglab.callbacks import BestModelArtifact, ClassMetricsReport, PredictionImages
+from seglab import FolderDataModule
+from seglab.callbacks import (
+    BestModelArtifact,
+    ClassMetricsReport,
+    ExplainImages,
+    PredictionImages,
+)
 from seglab.callbacks.images import color_overlay
 from seglab.cli import SeglabCLI
 from seglab.models import SegmentationModule
-from tests.conftest import TINY
+from tests.conftest import TINY, write_folder_dataset
 
 
 def test_overlay_colours_classes_and_leaves_ignored_pixels_alone():
@@ -85,9 +91,6 @@ def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
 
 def test_images_of_different_sizes_are_predicted_and_explained_one_by_one(tmp_path):
     # Pets, VOC and ADE20K images differ in size and are evaluated one at a time (batch size 1).
-    from seglab import FolderDataModule
-    from seglab.callbacks import ExplainImages
-    from tests.conftest import write_folder_dataset
 
     root = write_folder_dataset(tmp_path / "data", {"train": 4, "val": 1}, size=(40, 48))
     other = write_folder_dataset(tmp_path / "other", {"val": 1}, size=(56, 32), seed=1)

@@ -13,18 +13,7 @@ from seglab.callbacks import NonFiniteLoss
 from seglab.cli import main
 from seglab.errors import NonFiniteLossError
 from tests.callbacks.conftest import loader, trainer
-from tests.conftest import TINY
-
-
-def nan_from_step(module, step: int) -> None:
-    """Makes the module's training loss NaN from the given optimizer step on."""
-    criterion = module.criterion.forward
-
-    def forward(logits, target):
-        loss = criterion(logits, target)
-        return loss * math.nan if module.global_step >= step else loss
-
-    module.criterion.forward = forward
+from tests.conftest import TINY, nan_from_step
 
 
 def test_stop_raises_before_a_diverged_checkpoint_is_written(make_module, tmp_path):

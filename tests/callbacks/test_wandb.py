@@ -6,10 +6,13 @@ import json
 import struct
 from pathlib import Path
 
+import lightning as L
 import pytest
 import wandb
+from lightning.pytorch.loggers import WandbLogger
 from wandb.proto import wandb_internal_pb2 as pb
 
+from seglab import SegmentationModule, SyntheticDataModule
 from seglab.cli import main
 from tests.conftest import TINY
 
@@ -173,10 +176,6 @@ def test_best_checkpoint_is_a_model_artifact_with_its_metrics(run):
 
 def test_without_the_command_the_run_config_holds_the_model_and_the_data(tmp_path, monkeypatch):
     """A plain Trainer, WandbLogger and seglab's modules, as another project would use them."""
-    import lightning as L
-    from lightning.pytorch.loggers import WandbLogger
-
-    from seglab import SegmentationModule, SyntheticDataModule
 
     monkeypatch.chdir(tmp_path)
     data = SyntheticDataModule(image_size=32, num_train=2, num_val=2, batch_size=2, num_workers=0)

@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seglab import SegmentationModule
+from seglab import SegmentationModule, SyntheticDataModule
+from seglab.data.stats import class_pixel_counts
+from seglab.losses import class_weights_from_counts
 from seglab.optim import lr_factor
 
 
@@ -96,7 +98,6 @@ def test_parameters_a_subclass_adds_are_trained():
 
 
 def test_the_checkpoint_records_how_to_feed_the_model(tmp_path):
-    from seglab import SyntheticDataModule
 
     data = SyntheticDataModule(
         image_size=32,
@@ -123,7 +124,6 @@ def test_the_checkpoint_records_how_to_feed_the_model(tmp_path):
 
 
 def test_data_with_another_normalisation_than_the_models_is_refused():
-    from seglab import SyntheticDataModule
 
     module = _module(num_classes=6, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     data = SyntheticDataModule(image_size=32, num_train=4, num_val=2, batch_size=2, num_workers=0)
@@ -170,11 +170,6 @@ def test_class_weights_from_the_training_masks_are_computed_once_and_kept(tmp_pa
     """``median_frequency`` becomes numbers when fit starts: those of the training split's masks
     (the same as the rule applied to the split's class counts), used by the loss, saved in the
     checkpoint, and a model loaded from it needs no data to know them."""
-    from seglab.data.stats import class_pixel_counts
-
-    from seglab import SyntheticDataModule
-    from seglab.losses import class_weights_from_counts
-
     data = SyntheticDataModule(image_size=32, num_train=6, num_val=2, batch_size=2, num_workers=0)
     module = _module(num_classes=6, class_weights="median_frequency")
     trainer = _trainer(max_steps=1)
