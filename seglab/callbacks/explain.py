@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from seglab.callbacks.images import fixed_validation_samples, log_images, to_uint8
+from seglab.errors import ConfigError
 from seglab.explain.cam import grad_cam, overlay, resolve_layer
 
 __all__ = ["ExplainImages", "to_uint8"]
@@ -35,7 +36,7 @@ class ExplainImages(L.Callback):
         every_n_epochs: int = 1,
     ) -> None:
         if num_images < 1 or every_n_epochs < 1:
-            raise ValueError("ExplainImages: num_images and every_n_epochs must be at least 1")
+            raise ConfigError("ExplainImages: num_images and every_n_epochs must be at least 1")
         self.class_name, self.layer = class_name, layer
         self.num_images, self.every_n_epochs = num_images, every_n_epochs
         self.images: list[torch.Tensor] | None = None
@@ -50,7 +51,7 @@ class ExplainImages(L.Callback):
             return
         names = list(pl_module.class_names)
         if self.class_name not in names:
-            raise ValueError(
+            raise ConfigError(
                 f"ExplainImages.class_name: {self.class_name!r} is not one of {', '.join(names)}"
             )
         target = names.index(self.class_name)

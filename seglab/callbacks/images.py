@@ -19,6 +19,7 @@ from torch import Tensor
 from seglab.compat import metrics_step
 from seglab.data.batch import unpack_batch
 from seglab.data.palette import default_palette
+from seglab.errors import ConfigError
 from seglab.inference import predict_logits
 
 
@@ -125,9 +126,9 @@ class PredictionImages(L.Callback):
 
     def __init__(self, num_images: int = 4, every_n_epochs: int = 1, alpha: float = 0.5) -> None:
         if num_images < 1 or every_n_epochs < 1:
-            raise ValueError("PredictionImages: num_images and every_n_epochs must be at least 1")
+            raise ConfigError("PredictionImages: num_images and every_n_epochs must be at least 1")
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"PredictionImages.alpha must be in [0, 1], got {alpha}")
+            raise ConfigError(f"PredictionImages.alpha must be in [0, 1], got {alpha}")
         self.num_images, self.every_n_epochs, self.alpha = num_images, every_n_epochs, alpha
         self.images: list[Tensor] | None = None
         self.masks: list[Tensor] | None = None

@@ -7,6 +7,8 @@ import math
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from seglab.errors import ConfigError
+
 
 class BestMetricsTable(L.Callback):
     """Keeps the validation metrics of the epoch where ``monitor`` was best and prints them at the end
@@ -20,7 +22,7 @@ class BestMetricsTable(L.Callback):
 
     def __init__(self, monitor: str = "val/mIoU", mode: str = "max", prefix: str = "val/") -> None:
         if mode not in ("max", "min"):
-            raise ValueError(f"best_metrics.mode must be max or min, got {mode!r}")
+            raise ConfigError(f"best_metrics.mode must be max or min, got {mode!r}")
         self.monitor, self.mode, self.prefix = monitor, mode, prefix
         self.best: dict[str, float] = {}
         self.best_epoch: int | None = None

@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch.utilities.data import extract_batch_size
 
 from seglab.data.batch import unpack_batch
+from seglab.errors import ConfigError
 
 
 class Throughput(L.Callback):
@@ -42,7 +43,7 @@ class Throughput(L.Callback):
 
     def __init__(self, window: int | None = None) -> None:
         if window is not None and window < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"Throughput.window must be a positive number of batches, got {window}"
             )
         self.window = window

@@ -45,7 +45,7 @@ def deepest_feature(output: object) -> Tensor:
 
     collect(output)
     if not found:
-        raise ValueError(
+        raise ConfigError(
             f"--layer: the layer's output ({type(output).__name__}) has no feature map"
         )
     return found[-1]
@@ -89,7 +89,7 @@ def grad_cam(
         with torch.enable_grad():
             logits = (forward or model)(image)
             if not captured:
-                raise ValueError("the chosen layer did not run in the forward pass")
+                raise ConfigError("the chosen layer did not run in the forward pass")
             activation = captured[-1]
             (grads,) = torch.autograd.grad(class_target(logits, class_index).sum(), activation)
     finally:

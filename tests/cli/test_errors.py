@@ -62,6 +62,16 @@ def test_an_unknown_encoder(capsys):
     user_error(["fit", *TINY, "--model.encoder_name", "tu-nonet"], capsys, 2, "encoder_name")
 
 
+def test_a_classic_architecture_setting_that_cannot_build(capsys):
+    args = ["fit", *TINY, "--model.arch", "unet_original", "--model.model_kwargs", "{depth: 0}"]
+    user_error(args, capsys, 2, "model.model_kwargs", "depth=0")
+
+
+def test_a_callback_setting_out_of_range(capsys):
+    args = ["fit", *TINY, "--trainer.callbacks+=seglab.callbacks.Throughput"]
+    user_error([*args, "--trainer.callbacks.window", "0"], capsys, 2, "Throughput.window", "0")
+
+
 def test_a_config_file_that_does_not_exist(capsys, tmp_path):
     user_error(["fit", "--config", str(tmp_path / "exp.yaml")], capsys, 2, "exp.yaml")
 

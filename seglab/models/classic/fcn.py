@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.errors import ConfigError
+
 
 def bilinear_kernel(channels: int, factor: int) -> Tensor:
     """Weights ``(channels, channels, 2 * factor, 2 * factor)`` of a transposed convolution (stride
@@ -60,14 +62,16 @@ class TimmEncoder(nn.Module):
     def __init__(self, name: str, pretrained: bool = False, in_channels: int = 3) -> None:
         super().__init__()
         if not timm.is_model(name):
-            raise ValueError(f"model.encoder_name: timm has no model {name!r} (for FCN's backbone)")
+            raise ConfigError(
+                f"model.encoder_name: timm has no model {name!r} (for FCN's backbone)"
+            )
         probe = timm.create_model(name, features_only=True, pretrained=False)
         reductions = probe.feature_info.reduction()
         indices = []
         for stride in (8, 16, 32):
             matches = [i for i, r in enumerate(reductions) if r == stride]
             if not matches:
-                raise ValueError(
+                raise ConfigError(
                     f"model.encoder_name: timm model {name!r} has no stride-{stride} features "
                     f"(its feature strides are {reductions}); FCN needs strides 8, 16 and 32"
                 )

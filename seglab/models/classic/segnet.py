@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.errors import ConfigError
+
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
@@ -81,7 +83,7 @@ class SegNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(depths) != len(widths) or not depths:
-            raise ValueError(
+            raise ConfigError(
                 f"model.model_kwargs: SegNet needs one width per stage, got depths={list(depths)} "
                 f"and widths={list(widths)}"
             )

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.errors import ConfigError
+
 
 class DoubleConv(nn.Sequential):
     """Two padded 3x3 convolutions, each followed by (batch norm and) ReLU."""
@@ -106,12 +108,12 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 1 or base_width < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"model.model_kwargs: U-Net needs depth >= 1 and base_width >= 1, "
                 f"got depth={depth}, base_width={base_width}"
             )
         if upsampling not in ("transposed", "bilinear"):
-            raise ValueError(
+            raise ConfigError(
                 f"model.model_kwargs.upsampling must be 'transposed' or 'bilinear', got {upsampling!r}"
             )
         widths = [base_width * 2**i for i in range(depth + 1)]
