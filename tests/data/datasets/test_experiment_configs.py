@@ -51,3 +51,17 @@ def test_headline_experiments_state_their_reference_and_log_to_wandb(config):
     assert "nonfinite" not in callbacks  # the command adds NonFiniteLoss by itself
     data = cfg["data"]["init_args"]
     assert {"pin_memory", "persistent_workers", "prefetch_factor", "augment_on_device"} <= set(data)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [p for p in EXPERIMENTS if p.stem != "quickstart"],
+    ids=lambda p: p.stem,
+)
+def test_dataset_experiments_say_how_they_treat_rare_classes(config):
+    """Each recipe states which of class weights, OHEM and rare-class sampling it uses, and why."""
+    text = config.read_text()
+    assert "# Rare classes: " in text
+    data = yaml.safe_load(text)["data"]["init_args"]
+    if "data.rare_class_sampling" in text.split("# Rare classes: ")[1].split("\n")[0]:
+        assert data["rare_class_sampling"]["temperature"] > 0
