@@ -89,7 +89,10 @@ def grad_cam(
         with torch.enable_grad():
             logits = (forward or model)(image)
             if not captured:
-                raise ConfigError("the chosen layer did not run in the forward pass")
+                raise ConfigError(
+                    "--layer: the chosen layer did not run in the forward pass; "
+                    "name a module that the model's forward calls (e.g. encoder)"
+                )
             activation = captured[-1]
             (grads,) = torch.autograd.grad(class_target(logits, class_index).sum(), activation)
     finally:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from seglab.errors import ConfigError
 from seglab.explain.cam import class_target, deepest_feature, grad_cam, input_saliency, overlay
 from seglab.models import SegmentationModule
 
@@ -75,3 +76,18 @@ def test_overlay_blends_colours_over_the_image():
     out = overlay(image, heat)
     assert out.shape == (4, 5, 3) and out.dtype == np.uint8
     assert out[0, 0, 2] > out[0, 0, 0] and out[-1, -1, 0] > out[-1, -1, 2]  # blue low, red high
+
+
+class SkipsALayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.used, self.unused = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(x)
+
+
+def test_a_layer_that_the_forward_pass_skips_is_named_as_the_mistake():
+    model = SkipsALayer()
+    with pytest.raises(ConfigError, match=r"--layer: the chosen layer did not run"):
+        grad_cam(model, torch.rand(1, 3, 8, 8), 0, model.unused)
