@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from seglab import CamVidDataModule, DataError
+from seglab.cli import main
 from tests.data.datasets.fixtures import fast_dev_run, write_camvid
 
 
@@ -34,3 +38,50 @@ def test_experiment_runs_a_step(tmp_path):
     cli = fast_dev_run("camvid_unet_resnet34", root, "--model.encoder_name", "tu-test_resnet")
     assert cli.trainer.global_step == 1 and cli.model.hparams.num_classes == 11
     assert cli.model.class_names[3] == "Road"
+
+
+def test_the_recipe_cut_to_a_few_steps_still_warms_up_and_ends_validated(tmp_path):
+    """The journey of #17: a user shortens the 10,000-step recipe for a quick try. Validation (every
+    500 steps in the recipe) still runs after the last step, its checkpoint is the one the run ends
+    with, and the warm-up stays a share of the shortened run."""
+    root = write_camvid(tmp_path / "CamVid", train=4, val=1, test=1)
+    repo = Path(__file__).resolve().parents[3]
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(repo / "experiments" / "camvid_unet_resnet34.yaml"),
+            "--trainer.max_steps",
+            "67",
+            "--trainer.logger",
+            "false",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.precision",
+            "32-true",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+            "--model.encoder_name",
+            "tu-test_resnet",
+            "--model.encoder_weights",
+            "null",
+            "--data.init_args.root",
+            str(root),
+            "--data.init_args.batch_size",
+            "2",
+            "--data.init_args.num_workers",
+            "0",
+            "--data.init_args.persistent_workers",
+            "false",
+            "--data.init_args.crop_size",
+            "32",
+        ]
+    )
+    assert cli.trainer.global_step == 67
+    assert "val/mIoU" in cli.trainer.callback_metrics  # validated at step 67, not only at 500
+    best = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert best["global_step"] == 67
+    factor = cli.trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert [factor(0), factor(1)] == [0.5, 1.0]  # warmup_ratio 0.03 of 67 steps: 2 steps
