@@ -196,10 +196,16 @@ class SeglabCLI(LightningCLIHooks):
         elif ckpt_path == "hpc" or ckpt_path == "best":
             return  # Lightning's own: a SLURM requeue checkpoint, the best of this fit
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only"))
-        # Settings of older versions that are no longer the model's are left out.
+        # Settings of older versions that are no longer the model's are left out, saying so: a
+        # policy that became a callback (freezing, non-finite losses) must be configured there.
         known = inspect.signature(SegmentationModule.__init__).parameters
         saved = checkpoint.get("hyper_parameters", {})
         hparams = {k: v for k, v in saved.items() if k in known and k != "inference"}
+        if dropped := [f"{k}={v!r}" for k, v in saved.items() if k not in known]:
+            notice(
+                f"seglab: {ckpt_path} records model settings this version no longer has, left "
+                f"out: {', '.join(dropped)} (run-time policies are trainer.callbacks now: README)"
+            )
         if not hparams:
             return
         hparams["encoder_weights"] = None

@@ -86,3 +86,19 @@ def test_print_config_resolves_the_quickstart(capsys):
         or "SyntheticDataModule" in out
     )
     assert "backbone_lr_mult" in out
+
+
+def test_settings_an_older_checkpoint_has_and_this_version_lacks_are_named(tmp_path, capsys):
+    """A checkpoint from before the freezing policy became a callback still evaluates, and the run
+    says which of its settings no longer apply instead of dropping them silently."""
+    fit = main(
+        ["fit", *TINY, "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]
+    )
+    old = torch.load(fit.trainer.checkpoint_callback.last_model_path, weights_only=True)
+    old["hyper_parameters"]["freeze_encoder_epochs"] = 2
+    torch.save(old, tmp_path / "old.ckpt")
+    capsys.readouterr()
+    val = main(["validate", *TINY, "--ckpt_path", str(tmp_path / "old.ckpt")])
+    assert "val/mIoU" in val.trainer.callback_metrics
+    err = capsys.readouterr().err
+    assert "no longer has, left out: freeze_encoder_epochs=2" in err
