@@ -3,10 +3,15 @@
 from seglab.callbacks import (
     BestMetricsTable,
     BestModelArtifact,
+    ChannelsLast,
     ClassMetricsReport,
+    Compile,
     ExplainImages,
+    FreezeEncoder,
+    NonFiniteLoss,
     PredictionImages,
     Throughput,
+    ValidateAtEnd,
 )
 from seglab.data import (
     ADE20KDataModule,
@@ -17,10 +22,13 @@ from seglab.data import (
     DataError,
     FolderDataModule,
     OxfordPetsDataModule,
+    RareClassSampling,
     SegmentationDataModule,
     SyntheticDataModule,
     VOCDataModule,
 )
+from seglab.errors import CheckpointError, ConfigError, SeglabError
+from seglab.inference import Inference
 from seglab.models import SegmentationModule
 
 __version__ = "0.1.0"
@@ -32,16 +40,26 @@ __all__ = [
     "BestMetricsTable",
     "BestModelArtifact",
     "CamVidDataModule",
+    "ChannelsLast",
+    "CheckpointError",
     "CityscapesDataModule",
     "ClassMetricsReport",
+    "Compile",
+    "ConfigError",
     "DataError",
     "ExplainImages",
     "FolderDataModule",
+    "FreezeEncoder",
+    "Inference",
+    "NonFiniteLoss",
     "OxfordPetsDataModule",
     "PredictionImages",
+    "RareClassSampling",
+    "SeglabError",
     "SegmentationDataModule",
     "SegmentationModule",
     "SyntheticDataModule",
     "Throughput",
     "VOCDataModule",
+    "ValidateAtEnd",
 ]

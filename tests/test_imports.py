@@ -110,3 +110,20 @@ def test_library_layers_never_import_the_command_line():
     graph, _ = import_graph()
     library = [n for n in graph if not n.startswith(("seglab.cli", "seglab.__main__"))]
     assert [n for n in library if any(t.startswith("seglab.cli") for t in graph[n])] == []
+
+
+def test_what_a_client_configures_is_importable_from_the_package():
+    """The pieces another Lightning project puts together: model, data, the run-time policies,
+    rare-class sampling, inference settings and the errors to catch."""
+    from seglab import (  # noqa: F401
+        ConfigError,
+        DataError,
+        FreezeEncoder,
+        Inference,
+        NonFiniteLoss,
+        RareClassSampling,
+        SegmentationModule,
+        ValidateAtEnd,
+    )
+
+    assert set(seglab.__all__) <= set(dir(seglab))

@@ -9,6 +9,7 @@ from seglab.data.datasets.pets import OxfordPetsDataModule
 from seglab.data.datasets.synthetic import SyntheticDataModule
 from seglab.data.datasets.voc import VOCDataModule
 from seglab.data.io import DataError
+from seglab.data.sampling import RareClassSampling
 
 __all__ = [
     "ADE20KDataModule",
@@ -19,6 +20,7 @@ __all__ = [
     "DataError",
     "FolderDataModule",
     "OxfordPetsDataModule",
+    "RareClassSampling",
     "SegmentationDataModule",
     "SegmentationDataset",
     "SyntheticDataModule",
