@@ -71,6 +71,9 @@ def condense_parse_error(message: str) -> str:
     for i, line in enumerate(reasons):
         if line.startswith("- Problem with given class_path"):
             detail = reasons[i + 1] if i + 1 < len(reasons) else ""
+            if detail.startswith("Parser key"):  # a bad init_args value: name it and say why
+                nested = [r for r in reasons[i + 1 :] if not r.startswith("- Expected a <class")]
+                return f"{option}.{condense_parse_error(chr(10).join(nested))}"
             return f"{option}: {line[2:]} {detail}".strip()
     reasons = [r for r in reasons if r not in ("Errors:",) and not r.startswith("- Expected a")]
     reason = rest or (reasons[0].removeprefix("- ") if reasons else lines[-1])

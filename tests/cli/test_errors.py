@@ -72,6 +72,13 @@ def test_a_callback_setting_out_of_range(capsys):
     user_error([*args, "--trainer.callbacks.window", "0"], capsys, 2, "Throughput.window", "0")
 
 
+def test_a_data_value_of_the_wrong_kind_names_the_option_and_what_it_takes(capsys):
+    args = ["fit", *TINY, "--data.init_args.train_splits", "[train, nope]"]
+    user_error(args, capsys, 2, "data.train_splits", "'train', 'val', 'test'", "nope")
+    args = ["fit", *TINY, "--data.init_args.batch_size", "two"]
+    user_error(args, capsys, 2, "data.batch_size", "int", "two")
+
+
 def test_a_config_file_that_does_not_exist(capsys, tmp_path):
     user_error(["fit", "--config", str(tmp_path / "exp.yaml")], capsys, 2, "exp.yaml")
 
