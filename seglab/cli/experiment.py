@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from seglab.callbacks import BestMetricsTable, Throughput
 from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
@@ -41,7 +42,7 @@ from seglab.cli.runs import (
 )
 from seglab.compat import LightningCLIHooks
 from seglab.data import SegmentationDataModule
-from seglab.errors import CheckpointError, ConfigError
+from seglab.errors import CheckpointError, ConfigError, SeglabError
 from seglab.inference.writer import PredictionWriter
 from seglab.models import SegmentationModule
 
@@ -298,7 +299,12 @@ class SeglabCLI(LightningCLIHooks):
         if not any(isinstance(c, NonFiniteLoss) for c in callbacks):
             callbacks.append(NonFiniteLoss("stop"))
         kwargs.setdefault("callbacks", callbacks)
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as e:  # accelerator gpu without one ...
+            if isinstance(e, SeglabError):
+                raise
+            raise ConfigError(f"trainer: {e} (check the --trainer.* settings)") from None
 
     def before_predict(self) -> None:
         """With ``--output_dir``, predictions are written batch by batch instead of being kept in

@@ -103,6 +103,10 @@ class SegmentationDataModule(L.LightningDataModule):
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
+        if num_workers < 0:
+            raise ConfigError(
+                f"data.num_workers must be 0 (no worker processes) or more, got {num_workers}"
+            )
         self.num_workers = num_workers
         self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
         if len(self.crop_size) != 2 or min(self.crop_size) < 1:

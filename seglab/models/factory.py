@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
+import timm
 from torch import nn
 
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, SeglabError
 from seglab.models.classic import CLASSIC_ARCHS, create_classic_model
 from seglab.models.weights import (
     is_weights_file,
@@ -91,23 +92,33 @@ def _build(
 ) -> nn.Module:
     """The network; ``weights`` is what the library takes: smp's weight-set name, or True for
     timm's default tag."""
-    if arch in CLASSIC_ARCHS:
-        return create_classic_model(arch, encoder_name, weights, in_channels, num_classes, **kwargs)
-    return smp.create_model(
-        arch,
-        encoder_name=encoder_name,
-        encoder_weights=weights,
-        in_channels=in_channels,
-        classes=num_classes,
-        **kwargs,
-    )
+    try:
+        if arch in CLASSIC_ARCHS:
+            return create_classic_model(
+                arch, encoder_name, weights, in_channels, num_classes, **kwargs
+            )
+        return smp.create_model(
+            arch,
+            encoder_name=encoder_name,
+            encoder_weights=weights,
+            in_channels=in_channels,
+            classes=num_classes,
+            **kwargs,
+        )
+    except (TypeError, ValueError, AssertionError) as e:
+        # Arguments of another architecture (a recipe's decoder_channels list after switching
+        # model.arch) fail deep inside its constructor, with a message that names neither.
+        if not kwargs or isinstance(e, SeglabError):
+            raise
+        raise ConfigError(
+            f"model.model_kwargs {kwargs} do not fit model.arch {arch!r} ({e}); give the "
+            f"arguments {arch} takes, or --model.model_kwargs '{{}}' for its defaults"
+        ) from None
 
 
 def check_encoder_name(encoder_name: str) -> None:
     """Fail with the valid choices instead of smp's bare ``KeyError`` deep inside the constructor."""
     if encoder_name.startswith("tu-"):
-        import timm
-
         if not timm.is_model(encoder_name[3:]):
             raise ConfigError(
                 f"model.encoder_name: timm has no model {encoder_name[3:]!r}; "

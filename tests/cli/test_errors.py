@@ -79,6 +79,22 @@ def test_a_data_value_of_the_wrong_kind_names_the_option_and_what_it_takes(capsy
     user_error(args, capsys, 2, "data.batch_size", "int", "two")
 
 
+def test_another_architectures_model_kwargs(capsys):
+    """The quickstart's UNet decoder settings, kept after switching to PAN."""
+    args = ["fit", *TINY_RUN, "--model.arch", "pan", "--model.model_kwargs"]
+    user_error([*args, "{decoder_channels: [16, 8]}"], capsys, 2, "model.model_kwargs", "'pan'")
+
+
+def test_a_trainer_setting_lightning_refuses(capsys):
+    user_error(["fit", *TINY, "--trainer.strategy", "ddp_nope"], capsys, 2, "trainer:", "ddp_nope")
+    user_error(["fit", *TINY, "--trainer.devices", "0"], capsys, 2, "trainer:", "devices='0'")
+
+
+def test_a_negative_number_of_workers(capsys):
+    args = ["fit", *TINY, "--data.init_args.num_workers", "-1"]
+    user_error(args, capsys, 2, "data.num_workers", "-1")
+
+
 def test_a_config_file_that_does_not_exist(capsys, tmp_path):
     user_error(["fit", "--config", str(tmp_path / "exp.yaml")], capsys, 2, "exp.yaml")
 
