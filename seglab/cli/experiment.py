@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -113,6 +114,8 @@ class SeglabCLI(LightningCLIHooks):
         parser_kwargs: passed to the parsers (``prog``, ``description``).
     """
 
+    seed_default: ClassVar[bool | int] = True  # Lightning's: a random seed, printed
+
     def __init__(
         self,
         args: list[str] | None = None,
@@ -141,6 +144,7 @@ class SeglabCLI(LightningCLIHooks):
             load_from_checkpoint_support=False,
             args=None if args is None else self.argv,  # None: LightningCLI reads sys.argv itself
             run=run,
+            seed_everything_default=self.seed_default,
         )
 
     # --- parsing -------------------------------------------------------------------------------
@@ -214,6 +218,11 @@ class SeglabCLI(LightningCLIHooks):
             return
         hparams["encoder_weights"] = None
         self.from_checkpoint = Path(ckpt_path)
+        if replaced := replaced_settings(config.get("model"), hparams):
+            notice(
+                f"seglab: the model is the one of {ckpt_path}; its settings replace the configured "
+                f"ones: {', '.join(replaced)}"
+            )
         try:
             subcommand = self.config.get("subcommand")
             update = {subcommand: {"model": hparams}} if subcommand else {"model": hparams}
@@ -327,6 +336,37 @@ class SeglabCLI(LightningCLIHooks):
             config["return_predictions"] = False
 
 
+def _plain(value: Any) -> Any:
+    """A parsed value as plain lists and dicts, to compare configured and recorded settings."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def replaced_settings(configured: Namespace | None, recorded: dict[str, Any]) -> list[str]:
+    """``key configured -> recorded`` for each model setting the user configured that the
+    checkpoint's differs from (unset settings and rules the checkpoint recorded as numbers, such
+    as ``class_weights: median_frequency``, are no conflict)."""
+    if configured is None:
+        return []
+    replaced = []
+    for key, value in recorded.items():
+        mine = configured.get(key)
+        if (
+            key == "encoder_weights"
+            or mine is None
+            or (key == "class_weights" and isinstance(mine, str))
+        ):
+            continue
+        if _plain(mine) != _plain(value):
+            replaced.append(f"{key} {_plain(mine)!r} -> {_plain(value)!r}")
+    return replaced
+
+
 def link_classes(model_kwargs: dict[str, Any], data: object, checkpoint: Path | None) -> None:
     """The data decides the classes: ``model.num_classes`` and ``model.class_names`` are taken from
     the data module when it has them (a data module without them leaves them to the model's
@@ -358,13 +398,18 @@ class ExperimentCommand(SeglabCLI):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    seed_default: ClassVar[bool | int] = 0  # a checkpoint alone (no --config) gives no seed
 
     def __init__(self, args: list[str]) -> None:
-        super().__init__(
-            args=args,
-            run=False,
-            parser_kwargs={"prog": f"seglab {self.name}", "description": self.description},
-        )
+        # The command's own arguments are sys.argv[2:]; LightningCLI warns whenever sys.argv has
+        # arguments besides the ones it is given, a warning meant for notebooks, not for this.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
+            super().__init__(
+                args=args,
+                run=False,
+                parser_kwargs={"prog": f"seglab {self.name}", "description": self.description},
+            )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)

@@ -102,3 +102,17 @@ def test_settings_an_older_checkpoint_has_and_this_version_lacks_are_named(tmp_p
     assert "val/mIoU" in val.trainer.callback_metrics
     err = capsys.readouterr().err
     assert "no longer has, left out: freeze_encoder_epochs=2" in err
+
+
+def test_model_settings_the_checkpoint_replaces_are_named(tmp_path, capsys):
+    """Evaluating a checkpoint with a config whose model differs: the checkpoint's model is used
+    (it is the trained one), and the run says which configured settings it replaced."""
+    fit = main(
+        ["fit", *TINY, "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]
+    )
+    ckpt = fit.trainer.checkpoint_callback.last_model_path
+    capsys.readouterr()
+    main(["validate", *TINY, "--ckpt_path", ckpt, "--model.lr", "0.5"])
+    assert "replace the configured ones: lr 0.5 -> 0.003" in capsys.readouterr().err
+    main(["validate", *TINY, "--ckpt_path", ckpt])
+    assert "replace the configured" not in capsys.readouterr().err
