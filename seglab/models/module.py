@@ -150,6 +150,17 @@ class SegmentationModule(L.LightningModule):
             )
         if images.dtype != torch.uint8:
             raise ConfigError(f"segment() takes uint8 RGB images, got {images.dtype}")
+        c = len(mean)
+        if images.ndim not in (3, 4) or images.shape[-3] != c:
+            hint = ""
+            if images.ndim == 3 and images.shape[-1] == c:
+                hint = " (channels last: pass image.permute(2, 0, 1))"
+            elif images.ndim in (3, 4) and images.shape[-3] == 1:
+                hint = f" (a grey image: repeat it, image.expand({c}, -1, -1), as training did)"
+            raise ConfigError(
+                f"segment() takes images ({c}, H, W) or (N, {c}, H, W), got {tuple(images.shape)}"
+                f"{hint}"
+            )
         single = images.ndim == 3
         x = (images[None] if single else images).to(self.device, torch.float32) / 255
         shape = (1, -1, 1, 1)

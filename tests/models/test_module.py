@@ -123,6 +123,18 @@ def test_the_checkpoint_records_how_to_feed_the_model(tmp_path):
     assert torch.equal(loaded.segment(image), expected)
 
 
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [((40, 50, 3), "channels last"), ((1, 40, 50), "grey image"), ((40, 50), r"got \(40, 50\)")],
+)
+def test_segment_refuses_images_it_would_misread(shape, hint):
+    """An HWC array (as PIL and numpy give) or a grey image is refused with what to do, not
+    misread through broadcasting."""
+    module = _module(num_classes=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match=hint):
+        module.segment(torch.zeros(shape, dtype=torch.uint8))
+
+
 def test_data_with_another_normalisation_than_the_models_is_refused():
 
     module = _module(num_classes=6, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
