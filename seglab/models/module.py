@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from seglab.data.batch import unpack_batch
 from seglab.data.stats import class_pixel_counts
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, DataError
 from seglab.inference import Inference, predict_logits
 from seglab.losses import CombinedLoss, LossName, WeightRule, class_weights_from_counts
 from seglab.metrics import ConfusionMatrix, metric_dict
@@ -29,6 +29,10 @@ from seglab.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
 
 # What a trained model records so that its checkpoint alone says how to feed it and show its output.
 DATA_SETTINGS = ("mean", "std", "palette")
+
+
+STAGES = ("train", "val", "test")
+LABEL_CHECK_EVERY = 50  # training steps between two checks of the masks' values (see labels)
 
 
 class SegmentationModule(L.LightningModule):
@@ -123,6 +127,11 @@ class SegmentationModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.last_confusion: dict[str, Tensor] = {}  # per prefix, synced over ranks
+        # Per stage (train, val, test): mask pixels whose value is neither a class id nor
+        # ignore_index, and the largest such value; kept on the device (see ``labels``).
+        self.register_buffer(
+            "invalid_labels", torch.zeros(3, 2, dtype=torch.long), persistent=False
+        )
         self.inference = inference or Inference()
 
     # --- model -------------------------------------------------------------------------------
@@ -190,27 +199,54 @@ class SegmentationModule(L.LightningModule):
         }
 
     # --- steps ---------------------------------------------------------------------------------
+    def labels(self, mask: Tensor, stage: str) -> Tensor:
+        """``mask`` with every value that is neither a class id nor ``ignore_index`` ignored and
+        counted, without waiting for the device: a wrong id would stop a CUDA run with a
+        device-side assert, or be counted nowhere. ``check_labels`` turns the count into an
+        error naming the stage, at the next point where the processes meet anyway."""
+        hp = self.hparams
+        invalid = ((mask < 0) | (mask >= hp.num_classes)) & (mask != hp.ignore_index)
+        row = self.invalid_labels[STAGES.index(stage)]
+        row[0] += invalid.sum()
+        row[1] = torch.maximum(row[1], torch.where(invalid, mask, 0).max())
+        return mask.masked_fill(invalid, hp.ignore_index)
+
+    def check_labels(self, stage: str) -> None:
+        """Raises ``DataError`` when any process saw labels ``labels`` had to ignore (all processes
+        call this at the same point, so all of them stop)."""
+        row = self.invalid_labels[STAGES.index(stage)]
+        count = self.trainer.strategy.reduce(row[0].float(), reduce_op="sum")
+        largest = self.trainer.strategy.reduce(row[1].float(), reduce_op="max")
+        row.zero_()
+        if count > 0:
+            largest = int(largest)
+            hp = self.hparams
+            raise DataError(
+                f"{int(count)} pixels of the {stage} masks are neither class ids "
+                f"0..{hp.num_classes - 1} nor ignore_index {hp.ignore_index} (largest: {largest}): "
+                "fix the masks, or set model.num_classes / model.ignore_index to what they use "
+                "(seglab check-data names the files of seglab's data modules)"
+            )
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         image, mask, _ = unpack_batch(batch)
+        mask = self.labels(mask, "train")
+        if self.global_step % LABEL_CHECK_EVERY == 0:  # one wait for the device every 50 steps
+            self.check_labels("train")
         loss = self.criterion(self(image), mask)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=image.shape[0])
         return loss
 
     def _eval_step(
-        self,
-        batch: Any,
-        confmat: ConfusionMatrix,
-        mean_loss: MeanMetric,
-        loaders: Any,
-        batch_idx: int,
-        dataloader_idx: int,
+        self, batch: Any, stage: str, loaders: Any, batch_idx: int, dataloader_idx: int
     ) -> None:
+        confmat, mean_loss = getattr(self, f"{stage}_confmat"), getattr(self, f"{stage}_loss")
         image, mask, _ = unpack_batch(batch)
         loader = loaders[dataloader_idx] if isinstance(loaders, Sequence) else loaders
         real = real_samples(loader, batch_idx, len(image))  # not the padding of a DDP sampler
         if real == 0:
             return
-        image, mask = image[:real], mask[:real]
+        image, mask = image[:real], self.labels(mask[:real], stage)
         logits = predict_logits(self, image, self.inference)
         mask = mask.to(logits.device)  # logits stay on the host when the device had no room
         # The mean of per-image losses: a batch's loss (Dice, or CE over its labelled pixels) depends
@@ -221,15 +257,14 @@ class SegmentationModule(L.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         loaders = self.trainer.val_dataloaders
-        self._eval_step(batch, self.val_confmat, self.val_loss, loaders, batch_idx, dataloader_idx)
+        self._eval_step(batch, "val", loaders, batch_idx, dataloader_idx)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         loaders = self.trainer.test_dataloaders
-        self._eval_step(
-            batch, self.test_confmat, self.test_loss, loaders, batch_idx, dataloader_idx
-        )
+        self._eval_step(batch, "test", loaders, batch_idx, dataloader_idx)
 
     def _log_epoch(self, prefix: str, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
+        self.check_labels(prefix)
         # compute() sums the states of all ranks; every rank then logs the same numbers.
         confusion = confmat.compute()
         # Kept for callbacks (per-class table, confusion-matrix plot): they run before this hook.

@@ -135,6 +135,19 @@ def test_a_foreign_data_module_without_classes_and_no_model_num_classes(capsys):
     user_error([*args, "--data.expose_classes", "false"], capsys, 2, "--model.num_classes")
 
 
+def test_a_foreign_data_module_whose_masks_have_more_classes_than_the_model(capsys):
+    args = [
+        "fit",
+        *TINY_RUN,
+        "--data",
+        "tests.foreign.ShapesDataModule",
+        "--trainer.max_steps",
+        "1",
+    ]
+    args += ["--data.expose_classes", "false", "--model.num_classes", "2"]
+    user_error(args, capsys, 1, "masks are neither class ids 0..1", "model.num_classes")
+
+
 def test_an_unknown_export_format_and_class_to_explain(capsys, checkpoint, tmp_path):
     export = ["export", "--ckpt_path", str(checkpoint), "--output_dir", str(tmp_path)]
     user_error([*export, "--formats", "onnx", "tflite"], capsys, 2, "formats", "tflite")

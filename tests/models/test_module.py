@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seglab import SegmentationModule, SyntheticDataModule
+from seglab import DataError, SegmentationModule, SyntheticDataModule
 from seglab.data.stats import class_pixel_counts
 from seglab.losses import class_weights_from_counts
 from seglab.optim import lr_factor
@@ -216,3 +216,30 @@ def test_warmup_ratio_is_a_share_of_the_run():
     assert lrs == pytest.approx([base * 0.5, base * 1.0, base, base])  # 2 of 4 steps warm up
     with pytest.raises(ValueError, match="give one, not both"):
         _module(warmup_steps=10, warmup_ratio=0.1)
+
+
+def _labels_loader(bad_value: int) -> DataLoader:
+    images = torch.randn(4, 3, 32, 32)
+    masks = torch.randint(0, 3, (4, 32, 32))
+    masks[1, 5, :4] = bad_value
+    masks[2, 0, 0] = 255  # ignore_index: fine
+    return DataLoader(TensorDataset(images, masks), batch_size=2)
+
+
+@pytest.mark.parametrize("bad_value", [7, -1])
+def test_mask_values_that_are_neither_classes_nor_ignored_stop_training_by_name(bad_value):
+    """Someone else's data with a label the model does not have: a clear error (on a GPU, the loss
+    would otherwise end the run with a device-side assert), not a crash inside the loss."""
+    module = _module(num_classes=3)
+    with pytest.raises(
+        DataError, match=r"4 pixels of the train masks .* 0..2 nor ignore_index 255"
+    ):
+        _trainer(max_steps=2).fit(module, _labels_loader(bad_value))
+
+
+def test_mask_values_that_are_neither_classes_nor_ignored_stop_validation_by_name():
+    module = _module(num_classes=3)
+    trainer = _trainer(max_steps=1)
+    with pytest.raises(DataError, match=r"4 pixels of the val masks .*\(largest: 9\)"):
+        trainer.validate(module, _labels_loader(9))
+    assert trainer.validate(module, _labels_loader(255))[0]["val/mIoU"] >= 0
