@@ -20,7 +20,7 @@ from torch import nn
 from torch._dynamo.utils import counters
 from torch.utils.data import DataLoader, TensorDataset
 
-from seglab import SegmentationModule
+from seglab import DataError, SegmentationModule
 from seglab.callbacks import NonFiniteLoss
 from seglab.cli import main
 from seglab.inference import sliding_window
@@ -195,3 +195,19 @@ def test_sliding_window_finishes_under_a_real_memory_cap():
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     torch.testing.assert_close(stitched.cpu(), expected)
+
+
+def test_a_label_the_model_lacks_is_a_data_error_not_a_device_side_assert():
+    """On the CPU a bad target is an IndexError inside the loss; on CUDA it would be a device-side
+    assert that poisons the process. The module ignores such pixels on the device and stops the run
+    with a DataError that counts them."""
+    images = torch.randn(4, 3, 64, 64)
+    masks = torch.randint(0, 3, (4, 64, 64))
+    masks[0, :2] = 7
+    module = SegmentationModule(num_classes=3, encoder_name="tu-test_resnet", encoder_weights=None)
+    trainer = L.Trainer(
+        accelerator="gpu", devices=1, max_steps=2, logger=False, enable_checkpointing=False
+    )
+    with pytest.raises(DataError, match="128 pixels of the train masks"):
+        trainer.fit(module, DataLoader(TensorDataset(images, masks), batch_size=2))
+    torch.cuda.synchronize()  # the device is still usable: no assert fired
