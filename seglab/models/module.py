@@ -31,7 +31,6 @@ from seglab.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
 DATA_SETTINGS = ("mean", "std", "palette")
 
 
-STAGES = ("train", "val", "test")
 LABEL_CHECK_EVERY = 50  # training steps between two checks of the masks' values (see labels)
 
 
@@ -127,11 +126,10 @@ class SegmentationModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.last_confusion: dict[str, Tensor] = {}  # per prefix, synced over ranks
-        # Per stage (train, val, test): mask pixels whose value is neither a class id nor
-        # ignore_index, and the largest such value; kept on the device (see ``labels``).
-        self.register_buffer(
-            "invalid_labels", torch.zeros(3, 2, dtype=torch.long), persistent=False
-        )
+        # Per stage: mask pixels whose value is neither a class id nor ignore_index, and the
+        # largest such value, on the masks' device (see ``labels``). Not a buffer: DDP would
+        # overwrite every process's counts with the first one's before each step.
+        self.invalid_labels: dict[str, Tensor] = {}
         self.inference = inference or Inference()
 
     # --- model -------------------------------------------------------------------------------
@@ -206,7 +204,11 @@ class SegmentationModule(L.LightningModule):
         error naming the stage, at the next point where the processes meet anyway."""
         hp = self.hparams
         invalid = ((mask < 0) | (mask >= hp.num_classes)) & (mask != hp.ignore_index)
-        row = self.invalid_labels[STAGES.index(stage)]
+        row = self.invalid_labels.get(stage)
+        if row is None or row.device != mask.device:
+            with torch.inference_mode(False):  # usable by fit after a validate() too
+                row = torch.zeros(2, dtype=torch.long, device=mask.device)
+            self.invalid_labels[stage] = row
         row[0] += invalid.sum()
         row[1] = torch.maximum(row[1], torch.where(invalid, mask, 0).max())
         return mask.masked_fill(invalid, hp.ignore_index)
@@ -214,7 +216,7 @@ class SegmentationModule(L.LightningModule):
     def check_labels(self, stage: str) -> None:
         """Raises ``DataError`` when any process saw labels ``labels`` had to ignore (all processes
         call this at the same point, so all of them stop)."""
-        row = self.invalid_labels[STAGES.index(stage)]
+        row = self.invalid_labels.get(stage, torch.zeros(2, dtype=torch.long, device=self.device))
         count = self.trainer.strategy.reduce(row[0].float(), reduce_op="sum")
         largest = self.trainer.strategy.reduce(row[1].float(), reduce_op="max")
         row.zero_()

@@ -57,3 +57,20 @@ def test_two_processes_give_the_one_process_metrics_with_a_foreign_data_module(t
     assert single.keys() == ddp.keys()
     for name, value in single.items():
         assert ddp[name] == pytest.approx(value, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_a_bad_label_one_process_sees_stops_every_process(tmp_path):
+    """The counts of the process that saw it reach the check (DDP broadcasts buffers from the first
+    process before each step: counts kept there would be lost), and all processes stop."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests/labels_ddp.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "125 pixels of the train masks are neither class ids 0..2" in done.stderr

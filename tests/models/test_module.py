@@ -243,3 +243,12 @@ def test_mask_values_that_are_neither_classes_nor_ignored_stop_validation_by_nam
     with pytest.raises(DataError, match=r"4 pixels of the val masks .*\(largest: 9\)"):
         trainer.validate(module, _labels_loader(9))
     assert trainer.validate(module, _labels_loader(255))[0]["val/mIoU"] >= 0
+
+
+def test_validate_then_fit_then_validate_with_one_module():
+    """The label counts made under validate()'s inference mode do not break fit's validation."""
+    module = _module(num_classes=3)
+    trainer = _trainer(max_steps=2, num_sanity_val_steps=0)
+    trainer.validate(module, _labels_loader(255))
+    trainer.fit(module, _labels_loader(255), _labels_loader(255))
+    assert trainer.validate(module, _labels_loader(255))[0]["val/mIoU"] >= 0
