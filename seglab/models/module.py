@@ -32,6 +32,7 @@ DATA_SETTINGS = ("mean", "std", "palette")
 
 
 LABEL_CHECK_EVERY = 50  # training steps between two checks of the masks' values (see labels)
+NO_INVALID_LABELS = (0, torch.iinfo(torch.long).min)  # (count, largest value) before any is seen
 
 
 class SegmentationModule(L.LightningModule):
@@ -207,19 +208,19 @@ class SegmentationModule(L.LightningModule):
         row = self.invalid_labels.get(stage)
         if row is None or row.device != mask.device:
             with torch.inference_mode(False):  # usable by fit after a validate() too
-                row = torch.zeros(2, dtype=torch.long, device=mask.device)
+                row = torch.tensor(NO_INVALID_LABELS, device=mask.device)
             self.invalid_labels[stage] = row
         row[0] += invalid.sum()
-        row[1] = torch.maximum(row[1], torch.where(invalid, mask, 0).max())
+        row[1] = torch.maximum(row[1], torch.where(invalid, mask, NO_INVALID_LABELS[1]).max())
         return mask.masked_fill(invalid, hp.ignore_index)
 
     def check_labels(self, stage: str) -> None:
         """Raises ``DataError`` when any process saw labels ``labels`` had to ignore (all processes
         call this at the same point, so all of them stop)."""
-        row = self.invalid_labels.get(stage, torch.zeros(2, dtype=torch.long, device=self.device))
-        count = self.trainer.strategy.reduce(row[0].float(), reduce_op="sum")
-        largest = self.trainer.strategy.reduce(row[1].float(), reduce_op="max")
-        row.zero_()
+        row = self.invalid_labels.get(stage, torch.tensor(NO_INVALID_LABELS, device=self.device))
+        count = self.trainer.strategy.reduce(row[0].double(), reduce_op="sum")
+        largest = self.trainer.strategy.reduce(row[1].double(), reduce_op="max")
+        row.copy_(torch.tensor(NO_INVALID_LABELS))
         if count > 0:
             largest = int(largest)
             hp = self.hparams

@@ -231,9 +231,8 @@ def test_mask_values_that_are_neither_classes_nor_ignored_stop_training_by_name(
     """Someone else's data with a label the model does not have: a clear error (on a GPU, the loss
     would otherwise end the run with a device-side assert), not a crash inside the loss."""
     module = _module(num_classes=3)
-    with pytest.raises(
-        DataError, match=r"4 pixels of the train masks .* 0..2 nor ignore_index 255"
-    ):
+    message = rf"4 pixels of the train masks .* 0..2 nor ignore_index 255 \(largest: {bad_value}\)"
+    with pytest.raises(DataError, match=message):
         _trainer(max_steps=2).fit(module, _labels_loader(bad_value))
 
 
