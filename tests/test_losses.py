@@ -108,7 +108,6 @@ def test_ohem_keeps_the_pixels_below_the_threshold_and_at_least_min_kept():
 
 
 def test_ohem_is_selectable_in_the_loss_option():
-
     combined = CombinedLoss({"ohem": 1.0, "dice": 0.5}, ohem=(0.6, 10))
     assert isinstance(combined.losses["ohem"], OhemCrossEntropyLoss)
     assert combined.losses["ohem"].threshold == 0.6 and combined.losses["ohem"].min_kept == 10

@@ -98,7 +98,6 @@ def test_parameters_a_subclass_adds_are_trained():
 
 
 def test_the_checkpoint_records_how_to_feed_the_model(tmp_path):
-
     data = SyntheticDataModule(
         image_size=32,
         num_train=4,
@@ -136,7 +135,6 @@ def test_segment_refuses_images_it_would_misread(shape, hint):
 
 
 def test_data_with_another_normalisation_than_the_models_is_refused():
-
     module = _module(num_classes=6, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     data = SyntheticDataModule(image_size=32, num_train=4, num_val=2, batch_size=2, num_workers=0)
     with pytest.raises(ValueError, match=r"data.mean \[0.485, 0.456, 0.406\] differs"):
