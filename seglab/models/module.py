@@ -243,7 +243,7 @@ class SegmentationModule(L.LightningModule):
     def _eval_step(
         self, batch: Any, stage: str, loaders: Any, batch_idx: int, dataloader_idx: int
     ) -> None:
-        confmat, mean_loss = getattr(self, f"{stage}_confmat"), getattr(self, f"{stage}_loss")
+        confmat, mean_loss = self._eval_metrics(stage)
         image, mask, _ = unpack_batch(batch)
         loader = loaders[dataloader_idx] if isinstance(loaders, Sequence) else loaders
         real = real_samples(loader, batch_idx, len(image))  # not the padding of a DDP sampler
@@ -266,7 +266,15 @@ class SegmentationModule(L.LightningModule):
         loaders = self.trainer.test_dataloaders
         self._eval_step(batch, "test", loaders, batch_idx, dataloader_idx)
 
-    def _log_epoch(self, prefix: str, confmat: ConfusionMatrix, mean_loss: MeanMetric) -> None:
+    def _eval_metrics(self, stage: str) -> tuple[ConfusionMatrix, MeanMetric]:
+        return (
+            (self.val_confmat, self.val_loss)
+            if stage == "val"
+            else (self.test_confmat, self.test_loss)
+        )
+
+    def _log_epoch(self, prefix: str) -> None:
+        confmat, mean_loss = self._eval_metrics(prefix)
         self.check_labels(prefix)
         # compute() sums the states of all ranks; every rank then logs the same numbers.
         confusion = confmat.compute()
@@ -284,10 +292,10 @@ class SegmentationModule(L.LightningModule):
             mean_loss.reset()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val", self.val_confmat, self.val_loss)
+        self._log_epoch("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch("test", self.test_confmat, self.test_loss)
+        self._log_epoch("test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
         """Class ids ``(N, H, W)``; with ``inference.output: probabilities`` a dict of ``mask``
