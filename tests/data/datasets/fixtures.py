@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seglab.cli import main
 from seglab.data.palette import default_palette
 
 SIZE = (48, 64)
@@ -173,19 +174,20 @@ def write_camvid(
     return root
 
 
-def fast_dev_run(experiment: str, root: Path, *overrides: str):
-    """Runs ``seglab fit`` of ``experiments/<experiment>.yaml`` for one step on a miniature dataset:
-    the YAML's own model with random weights, tiny crops and batches, no W&B."""
-    from seglab.cli import main
-
+def fast_dev_run(experiment: str, root: Path, *overrides: str, max_steps: int | None = None):
+    """Runs ``seglab fit`` of ``experiments/<experiment>.yaml`` for one step on a miniature dataset
+    (or, with ``max_steps``, for that many steps with the recipe's own validation schedule): the
+    YAML's own model with random weights, tiny crops and batches, no W&B."""
     repo = Path(__file__).resolve().parents[3]
+    steps = (
+        ["--trainer.max_steps", str(max_steps)] if max_steps else ["--trainer.fast_dev_run", "1"]
+    )
     return main(
         [
             "fit",
             "--config",
             str(repo / "experiments" / f"{experiment}.yaml"),
-            "--trainer.fast_dev_run",
-            "1",
+            *steps,
             "--trainer.logger",
             "false",
             "--trainer.accelerator",

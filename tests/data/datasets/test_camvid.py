@@ -1,12 +1,9 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from seglab import CamVidDataModule, DataError
-from seglab.cli import main
 from tests.data.datasets.fixtures import fast_dev_run, write_camvid
 
 
@@ -45,40 +42,8 @@ def test_the_recipe_cut_to_a_few_steps_still_warms_up_and_ends_validated(tmp_pat
     500 steps in the recipe) still runs after the last step, its checkpoint is the one the run ends
     with, and the warm-up stays a share of the shortened run."""
     root = write_camvid(tmp_path / "CamVid", train=4, val=1, test=1)
-    repo = Path(__file__).resolve().parents[3]
-    cli = main(
-        [
-            "fit",
-            "--config",
-            str(repo / "experiments" / "camvid_unet_resnet34.yaml"),
-            "--trainer.max_steps",
-            "67",
-            "--trainer.logger",
-            "false",
-            "--trainer.accelerator",
-            "cpu",
-            "--trainer.precision",
-            "32-true",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.default_root_dir",
-            str(tmp_path / "run"),
-            "--model.encoder_name",
-            "tu-test_resnet",
-            "--model.encoder_weights",
-            "null",
-            "--data.init_args.root",
-            str(root),
-            "--data.init_args.batch_size",
-            "2",
-            "--data.init_args.num_workers",
-            "0",
-            "--data.init_args.persistent_workers",
-            "false",
-            "--data.init_args.crop_size",
-            "32",
-        ]
-    )
+    run = ("--model.encoder_name", "tu-test_resnet", "--trainer.default_root_dir", str(tmp_path))
+    cli = fast_dev_run("camvid_unet_resnet34", root, *run, max_steps=67)
     assert cli.trainer.global_step == 67
     assert "val/mIoU" in cli.trainer.callback_metrics  # validated at step 67, not only at 500
     best = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=True)
