@@ -39,6 +39,12 @@ TINY = [
 # fmt: on
 
 
+def tiny_folder_run(root: Path, *extra: str) -> list[str]:
+    """The tiny run's trainer and model on a folder dataset of 3 classes at ``root``."""
+    folder = ["--data", "seglab.FolderDataModule", "--data.root", str(root)]
+    return [*TINY_RUN, *folder, "--data.num_classes", "3", "--data.num_workers", "0", *extra]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``cuda`` tests are skipped where no CUDA device is (CI): they run on a lent GPU."""
     if torch.cuda.is_available():

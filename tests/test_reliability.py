@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from seglab.cli import main
-from tests.conftest import TINY, TINY_RUN, nan_from_step, user_error, write_folder_dataset
+from tests.conftest import (
+    TINY,
+    nan_from_step,
+    tiny_folder_run,
+    user_error,
+    write_folder_dataset,
+)
 
 
 def test_nan_loss_stops_the_run_naming_the_step_and_files(monkeypatch, capsys):
@@ -52,20 +58,7 @@ def checkpoint(tmp_path):
 def test_checkpoint_with_other_classes_is_refused_naming_the_option(checkpoint, tmp_path, capsys):
     root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 2})
     user_error(
-        [
-            "validate",
-            *TINY_RUN,
-            "--data",
-            "seglab.FolderDataModule",
-            "--data.root",
-            str(root),
-            "--data.num_classes",
-            "3",
-            "--data.num_workers",
-            "0",
-            "--ckpt_path",
-            checkpoint,
-        ],
+        ["validate", *tiny_folder_run(root, "--ckpt_path", checkpoint)],
         capsys,
         2,
         "model.num_classes is 6",

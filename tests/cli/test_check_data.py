@@ -7,7 +7,7 @@ from PIL import Image
 
 from seglab import DataError, FolderDataModule
 from seglab.cli import main
-from tests.conftest import TINY_RUN, user_error, write_folder_dataset
+from tests.conftest import tiny_folder_run, user_error, write_folder_dataset
 from tests.data.awkward_files import broken_link, save_jpeg, save_png16, shapes_mask
 
 
@@ -93,23 +93,8 @@ def test_training_stops_on_a_bad_sample_naming_the_file(root, capsys):
     user_error(
         [
             "fit",
-            *TINY_RUN,
-            "--trainer.fast_dev_run",
-            "2",
-            "--data",
-            "seglab.FolderDataModule",
-            "--data.root",
-            str(root),
-            "--data.num_classes",
-            "3",
-            "--data.num_workers",
-            "0",
-            "--data.batch_size",
-            "2",
-            "--data.eval_batch_size",
-            "1",
-            "--data.crop_size",
-            "32",
+            *tiny_folder_run(root, "--data.batch_size", "2", "--data.eval_batch_size", "1"),
+            *["--data.crop_size", "32", "--trainer.fast_dev_run", "2"],
         ],
         capsys,
         1,

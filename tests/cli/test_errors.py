@@ -11,12 +11,14 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import QUICKSTART, TINY, TINY_RUN, user_error, write_folder_dataset
-
-
-def folder(root: Path, *extra: str) -> list[str]:
-    """The tiny run on a folder dataset."""
-    return [*TINY_RUN, "--data", "seglab.FolderDataModule", "--data.root", str(root), *extra]
+from tests.conftest import (
+    QUICKSTART,
+    TINY,
+    TINY_RUN,
+    tiny_folder_run,
+    user_error,
+    write_folder_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 def test_a_data_root_that_does_not_exist(capsys, tmp_path):
     missing = str(tmp_path / "nowhere")
-    user_error(["fit", *folder(Path(missing), "--data.num_classes", "3")], capsys, 2, missing)
+    user_error(["fit", *tiny_folder_run(Path(missing))], capsys, 2, missing)
 
 
 def test_a_crop_size_of_zero(capsys):
