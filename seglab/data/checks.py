@@ -22,6 +22,7 @@ from torch import Tensor
 from seglab.data.datasets.base import SegmentationDataset, check_sample
 from seglab.data.exif import ORIENTATIONS, exif_orientation
 from seglab.data.io import CONVERSIONS, DataError, SplitNotFound, read_image
+from seglab.data.stats import label_counts
 
 # A mask is reported as photo-like when at least this share of its boundary pixels (and this many
 # pixels) hold a class id strictly between their two neighbours' along a row or column: what JPEG
@@ -122,8 +123,7 @@ def check_split(
         except DataError as e:
             report.problems += e.problems
             continue
-        labels = mask[mask != ignore_index].long().flatten()
-        report.pixels += torch.bincount(labels, minlength=num_classes)
+        report.pixels += label_counts(mask.long(), ignore_index, num_classes)[:num_classes]
         count, share = interpolated_boundary_share(mask, ignore_index)
         if count >= PHOTO_LIKE_MIN_PIXELS and share >= PHOTO_LIKE_SHARE:
             report.warnings.append(
