@@ -1,0 +1,54 @@
+"""The one normalisation: pixels on the 0-255 scale to what the network sees.
+
+``(image / 255 - mean) / std`` per channel. Every path from pixels to the network goes through
+``normalize``: the evaluation and predict transforms, the training augmentation (which folds it into
+one 256-entry table per sample and channel together with gamma, ``seglab.data.augment``),
+``SegmentationModule.segment``, exported graphs that take uint8 input and explanations. A model
+records its ``mean``/``std`` so that its checkpoint alone says how to feed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from seglab.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_normalization(mean: Sequence[float], std: Sequence[float], owner: str = "data") -> None:
+    """Refuses a ``mean``/``std`` pair that cannot normalise: different lengths, a std <= 0."""
+    if len(mean) != len(std) or len(mean) == 0:
+        raise ConfigError(
+            f"{owner}.mean and {owner}.std need one value per channel each, got {len(mean)} and "
+            f"{len(std)}"
+        )
+    if min(std) <= 0:
+        raise ConfigError(f"{owner}.std must be positive, got {list(std)}")
+
+
+def normalize(
+    images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor
+) -> Tensor:
+    """``(images / 255 - mean) / std`` with channels at dim -3: ``images`` uint8 or floating point
+    on the 0-255 scale, ``(..., C, H, W)``. Integer input gives float32; floating point input keeps
+    its type. Traceable (export): plain tensor operations, ``mean``/``std`` may be tensors."""
+    x = images if images.is_floating_point() else images.to(torch.float32)
+    shape = (-1, 1, 1)
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    return (x / 255 - mean) / std
+
+
+def denormalize(
+    images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor
+) -> Tensor:
+    """The inverse of ``normalize``: network inputs back to uint8 pixels (for pictures)."""
+    shape = (-1, 1, 1)
+    mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(shape)
+    std = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(shape)
+    return ((images * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
