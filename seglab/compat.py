@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.core.mixins import hparams_mixin
 from lightning.pytorch.strategies import DDPStrategy, Strategy
+
+# Lightning's own rebuilder of a module from recorded configs, on the allow-list that
+# ``load_from_checkpoint`` checks (lightning.pytorch.core.saving._ALLOWED_INSTANTIATORS, 2.4-2.6).
+INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+INSTANTIATOR_KEY = "_instantiator"
 
 
 class LightningCLIHooks(LightningCLI):
@@ -41,6 +47,23 @@ class LightningCLIHooks(LightningCLI):
 
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         """Adds the options of one subcommand."""
+
+
+@contextmanager
+def recording_config(config: dict[str, Any]) -> Iterator[None]:
+    """Modules built inside record ``config`` (the parsed ``class_path``/``init_args`` of their
+    arguments) as their hyper-parameters, rebuilt by Lightning's ``instantiate_module`` on load.
+
+    What ``LightningCLI(load_from_checkpoint_support=True)`` does for the modules it builds, through
+    ``hparams_mixin._given_hyperparameters_context`` (lightning 2.4-2.6), which has no public
+    counterpart; seglab builds its model itself (the classes come from the data module)."""
+    with hparams_mixin._given_hyperparameters_context(hparams=config, instantiator=INSTANTIATOR):
+        yield
+
+
+def recorded_config() -> dict[str, Any] | None:
+    """The config ``recording_config`` gives the module being built, or None (built in Python)."""
+    return hparams_mixin._given_hyperparameters.get()
 
 
 def metrics_step(trainer: Any) -> int:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import lightning as L
+import yaml
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -34,6 +34,7 @@ from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
 from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
 from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
+from seglab.cli.migration import MOVED_SETTINGS, old_form_hint, old_form_value
 from seglab.cli.runs import (
     checkpoint_directories,
     default_checkpoint,
@@ -41,12 +42,15 @@ from seglab.cli.runs import (
     read_checkpoint,
     run_directory,
 )
-from seglab.compat import LightningCLIHooks
+from seglab.compat import INSTANTIATOR_KEY, LightningCLIHooks, recording_config
 from seglab.data import SegmentationDataModule
 from seglab.errors import CheckpointError, ConfigError, SeglabError
 from seglab.inference.writer import PredictionWriter
 from seglab.models import SegmentationModule
 
+# Hyper-parameters a checkpoint holds that are not the model's arguments: Lightning's rebuilder, the
+# evaluation-time inference settings, the palette (restored by SegmentationModule.on_load_checkpoint).
+RECORDED_ELSEWHERE = (INSTANTIATOR_KEY, "inference", "palette")
 DEBUG_VARIABLE = "SEGLAB_DEBUG"  # set to 1 for full tracebacks and parser messages
 # Without --config or --data, prediction reads --data.predict_dir with the base data module.
 DEFAULT_DATA = "seglab.data.SegmentationDataModule"
@@ -82,6 +86,9 @@ def condense_parse_error(message: str) -> str:
     if reason.startswith("Does not validate against any of the Union subtypes"):
         expected = [line.removeprefix("- ") for line in lines if line.startswith("- Expected")]
         reason = "; ".join(expected) or reason
+        given = next((line for line in lines if line.startswith("Given value:")), None)
+        if given is not None:
+            reason += f" ({given.lower()})"
     return f"{option}: {reason}"
 
 
@@ -93,9 +100,8 @@ class SeglabParser(LightningArgumentParser):
         if debugging() or not self.exit_on_error:
             super().error(message, ex)
         prog = self.prog.replace(" [options]", "")  # jsonargparse's name of a subcommand parser
-        sys.stderr.write(
-            f"{prog}: error: {condense_parse_error(message)}\n  (options: {prog} --help)\n"
-        )
+        reason = old_form_hint(message) or condense_parse_error(message)
+        sys.stderr.write(f"{prog}: error: {reason}\n  (options: {prog} --help)\n")
         self.exit(2)
 
 
@@ -131,11 +137,6 @@ class SeglabCLI(LightningCLIHooks):
             subclass_mode_data=True,
             save_config_callback=SaveAndLogConfig,  # config.yaml, and the config to every logger
             save_config_kwargs={"overwrite": True},
-            # Always on, besides the config's callbacks: RNG in checkpoints and a resume hint on
-            # SIGTERM, images/s and data-wait fraction in the logs.
-            trainer_defaults={
-                "callbacks": [ResumeState(resume_command=self.resume_command()), Throughput()]
-            },
             parser_class=SeglabParser,
             parser_kwargs={"prog": "seglab", **(parser_kwargs or {})},
             auto_configure_optimizers=False,
@@ -152,7 +153,6 @@ class SeglabCLI(LightningCLIHooks):
         parser.set_defaults({"data": {"class_path": DEFAULT_DATA}})
         # The model decides what is ignored, once; data modules that take ignore_index follow it.
         parser.link_arguments("model.ignore_index", "data.init_args.ignore_index")
-        parser.add_lightning_class_args(BestMetricsTable, "best_metrics")
 
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":  # where and what seglab.inference.PredictionWriter writes
@@ -188,56 +188,53 @@ class SeglabCLI(LightningCLIHooks):
 
     # --- the checkpoint ------------------------------------------------------------------------
     def apply_checkpoint(self) -> None:
-        """Resolves ``--ckpt_path last`` to the newest ``last.ckpt`` of this experiment's run
-        directory, checks that the file is a readable checkpoint (errors name it), and takes the
-        model's settings from it: the architecture and classes it was trained with (its encoder
-        weights are in the file: nothing is downloaded)."""
+        """Resolves ``--ckpt_path`` (``last``: the newest ``last.ckpt`` of this experiment's run
+        directory), checks that the file is a readable checkpoint (errors name it), and takes the
+        model's settings from it: the network, classes and parts it was trained with (its encoder
+        weights are in the file: nothing is downloaded), and its normalisation for the data."""
         config = self.experiment()
-        ckpt_path = config.get("ckpt_path")
+        ckpt_path = self._checkpoint_file(config)
         if ckpt_path is None:
             return
-        if ckpt_path == "last":
-            ckpt_path = self._resolve_last(config)
-            config["ckpt_path"] = None if ckpt_path is None else str(ckpt_path)
-            if ckpt_path is None:
-                return
-        elif ckpt_path == "hpc" or ckpt_path == "best":
-            return  # Lightning's own: a SLURM requeue checkpoint, the best of this fit
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only"))
-        # Settings of older versions that are no longer the model's are left out, saying so: a
-        # policy that became a callback (freezing, non-finite losses) must be configured there.
-        known = inspect.signature(SegmentationModule.__init__).parameters
-        saved = checkpoint.get("hyper_parameters", {})
-        hparams = {k: v for k, v in saved.items() if k in known and k != "inference"}
-        if dropped := [f"{k}={v!r}" for k, v in saved.items() if k not in known]:
+        settings, dropped = recorded_model_settings(checkpoint.get("hyper_parameters", {}))
+        if dropped:
             notice(
-                f"seglab: {ckpt_path} records model settings this version no longer has, left "
-                f"out: {', '.join(dropped)} (run-time policies are trainer.callbacks now: README)"
+                f"seglab: {ckpt_path} records model settings this version no longer takes, left "
+                f"out: {'; '.join(dropped)}"
             )
-        if not hparams:
+        if not settings:
             return
-        hparams["encoder_weights"] = None
         self.from_checkpoint = Path(ckpt_path)
-        if replaced := replaced_settings(config.get("model"), hparams):
+        if replaced := replaced_settings(config.get("model"), settings):
             notice(
                 f"seglab: the model is the one of {ckpt_path}; its settings replace the configured "
                 f"ones: {', '.join(replaced)}"
             )
+        self._set_model_settings(settings, ckpt_path)
+        follow_model_normalization(self.experiment(), settings)
+
+    def _checkpoint_file(self, config: Namespace) -> Path | None:
+        """The checkpoint file ``--ckpt_path`` names, ``last`` resolved; None for none and for
+        Lightning's own ``hpc`` (a SLURM requeue checkpoint) and ``best`` (of this fit)."""
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path in (None, "hpc", "best"):
+            return None
+        if ckpt_path == "last":
+            ckpt_path = self._resolve_last(config)
+            config["ckpt_path"] = None if ckpt_path is None else str(ckpt_path)
+        return None if ckpt_path is None else Path(ckpt_path)
+
+    def _set_model_settings(self, settings: dict[str, Any], ckpt_path: Path) -> None:
         try:
             subcommand = self.config.get("subcommand")
-            update = {subcommand: {"model": hparams}} if subcommand else {"model": hparams}
+            update = {subcommand: {"model": settings}} if subcommand else {"model": settings}
             self.config = self.parser.parse_object(update, self.config)
         except (SystemExit, Exception) as e:
             raise CheckpointError(
                 f"--ckpt_path: the model settings recorded in {ckpt_path} do not fit this version "
                 f"of seglab ({condense_parse_error(str(e)) if str(e) else 'rejected by the parser'})"
             ) from None
-        # The data is normalised as the model was trained, unless the data's options say otherwise
-        # (then SegmentationModule refuses the difference).
-        data = self.experiment().get("data", {}).get("init_args") or {}
-        for key in ("mean", "std"):
-            if key in data and data[key] is None and hparams.get(key) is not None:
-                data[key] = tuple(hparams[key])
 
     def _resolve_last(self, config: Namespace) -> Path | None:
         run_dir = run_directory(config)
@@ -286,9 +283,44 @@ class SeglabCLI(LightningCLIHooks):
         return self.built_data
 
     def _build_model(self, cls: type, *args: Any, **kwargs: Any) -> SegmentationModule:
+        """The model, after the data: the data decides its classes. It records the parsed config
+        of its injected parts (network, loss, optimizer, schedule) for ``load_from_checkpoint``."""
         if self.built_data is not None:
             link_classes(kwargs, self.built_data, self.from_checkpoint)
-        return cls(*args, **kwargs)
+        dump = self.parser.dump(
+            self.config, skip_link_targets=False, skip_none=False, format="yaml"
+        )
+        dump = yaml.safe_load(dump)
+        recorded = (dump[self.subcommand] if self.subcommand else dump)["model"]
+        recorded.update({k: kwargs[k] for k in ("num_classes", "class_names") if k in kwargs})
+        with recording_config(recorded):
+            return cls(*args, **kwargs)
+
+    def command_callbacks(self) -> list[L.Callback]:
+        """What the command adds to the trainer's callbacks, each unless the config has one of its
+        type: RNG in checkpoints and a resume hint on SIGTERM, images/s and the data-wait fraction,
+        a stop on a non-finite loss, the run directory's checkpoints, the best metrics printed at
+        the end, and for ``predict --output_dir`` the prediction files."""
+        callbacks = [
+            ResumeState(resume_command=self.resume_command()),
+            Throughput(),
+            NonFiniteLoss("stop"),
+            BestMetricsTable(),
+        ]
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if config.get("trainer", {}).get("enable_checkpointing") is not False:
+            callbacks.append(default_checkpoint(self.run_dir))
+        if self.subcommand == "predict" and config.get("output_dir"):
+            callbacks.append(
+                PredictionWriter(
+                    config["output_dir"],
+                    overwrite=config["overwrite"],
+                    color=config["save_color"],
+                    overlay=config["save_overlay"],
+                    probabilities=config["save_probabilities"],
+                )
+            )
+        return callbacks
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -302,11 +334,8 @@ class SeglabCLI(LightningCLIHooks):
         kwargs.setdefault("plugins", plugins)
         callbacks = config.get("callbacks") or []
         callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
-        checkpointing = config.get("enable_checkpointing") is not False
-        if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            callbacks.append(default_checkpoint(self.run_dir))
-        if not any(isinstance(c, NonFiniteLoss) for c in callbacks):
-            callbacks.append(NonFiniteLoss("stop"))
+        kinds = tuple(type(c) for c in callbacks)
+        callbacks += [c for c in self.command_callbacks() if not isinstance(c, kinds)]
         kwargs.setdefault("callbacks", callbacks)
         try:
             return super().instantiate_trainer(**kwargs)
@@ -316,23 +345,12 @@ class SeglabCLI(LightningCLIHooks):
             raise ConfigError(f"trainer: {e} (check the --trainer.* settings)") from None
 
     def before_predict(self) -> None:
-        """With ``--output_dir``, predictions are written batch by batch instead of being kept in
-        memory; ``--save_probabilities`` asks the model for probabilities too."""
+        """``--save_probabilities`` asks the model for probabilities too; with ``--output_dir``
+        (``PredictionWriter``) predictions are written batch by batch, not kept in memory."""
         config = self.config_init["predict"]
         if config.get("save_probabilities"):
             self.model.inference = replace(self.model.inference, output="probabilities")
-        if not config.get("output_dir"):
-            return
-        self.trainer.callbacks.append(
-            PredictionWriter(
-                config["output_dir"],
-                overwrite=config["overwrite"],
-                color=config["save_color"],
-                overlay=config["save_overlay"],
-                probabilities=config["save_probabilities"],
-            )
-        )
-        if config.get("return_predictions") is None:
+        if config.get("output_dir") and config.get("return_predictions") is None:
             config["return_predictions"] = False
 
 
@@ -347,24 +365,48 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def recorded_model_settings(saved: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The model settings a checkpoint's hyper-parameters record that this version takes, and what
+    it leaves out (settings of earlier versions, each with where it went). The encoder weights are
+    in the checkpoint: nothing is downloaded."""
+    known = inspect.signature(SegmentationModule.__init__).parameters
+    settings, dropped = {}, []
+    for key, value in saved.items():
+        if key in RECORDED_ELSEWHERE:
+            continue
+        if key in known and not old_form_value(key, value):
+            settings[key] = value
+        elif key in MOVED_SETTINGS or key in known:
+            dropped.append(f"{key}={value!r} (now {MOVED_SETTINGS.get(key, 'a class')})")
+        else:
+            dropped.append(f"{key}={value!r}")
+    if settings:
+        settings["encoder_weights"] = None
+    return settings, dropped
+
+
 def replaced_settings(configured: Namespace | None, recorded: dict[str, Any]) -> list[str]:
     """``key configured -> recorded`` for each model setting the user configured that the
-    checkpoint's differs from (unset settings and rules the checkpoint recorded as numbers, such
-    as ``class_weights: median_frequency``, are no conflict)."""
+    checkpoint's differs from (unset settings are no conflict)."""
     if configured is None:
         return []
     replaced = []
     for key, value in recorded.items():
         mine = configured.get(key)
-        if (
-            key == "encoder_weights"
-            or mine is None
-            or (key == "class_weights" and isinstance(mine, str))
-        ):
+        if key == "encoder_weights" or mine is None:
             continue
         if _plain(mine) != _plain(value):
             replaced.append(f"{key} {_plain(mine)!r} -> {_plain(value)!r}")
     return replaced
+
+
+def follow_model_normalization(config: Namespace, settings: dict[str, Any]) -> None:
+    """The data is normalised as the model was trained, unless the data's options say otherwise
+    (then SegmentationModule refuses the difference)."""
+    data = config.get("data", {}).get("init_args") or {}
+    for key in ("mean", "std"):
+        if key in data and data[key] is None and settings.get(key) is not None:
+            data[key] = tuple(settings[key])
 
 
 def link_classes(model_kwargs: dict[str, Any], data: object, checkpoint: Path | None) -> None:

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from seglab.data.datasets.base import SegmentationDataset, check_sample
+from seglab.errors import ConfigError
 
 
 def label_counts(mask: Tensor, ignore_index: int, minlength: int = 0) -> Tensor:
@@ -49,7 +50,19 @@ class _SampleCounts(Dataset):
         return label_counts(mask, d.ignore_index, d.num_classes)[: d.num_classes]
 
 
-def class_pixel_counts(dataset: Dataset, num_workers: int = 0) -> Tensor:
+def training_set(datamodule: object) -> Dataset:
+    """TEMPORARY (replaced by the data-path branch): the data module's training set."""
+    found = getattr(datamodule, "train_dataset", None)
+    if callable(found) and not isinstance(found, Dataset):
+        found = found()
+    if not isinstance(found, Dataset):
+        raise ConfigError(f"{type(datamodule).__name__} has no train_dataset")
+    return found
+
+
+def class_pixel_counts(
+    dataset: Dataset, num_classes: int | None = None, ignore_index: int = 255, num_workers: int = 0
+) -> Tensor:
     """``(N, num_classes)`` int64: row ``i`` holds the pixels of each class in sample ``i`` of a
     ``SegmentationDataset`` (or a ``ConcatDataset`` of them, rows in its order), ``ignore_index``
     left out. Reads the decoded-sample cache when one is attached (fast), else decodes every sample

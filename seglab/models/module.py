@@ -1,7 +1,10 @@
 """``SegmentationModule``: the network, its loss, its metrics and its optimizer, and nothing else.
 
-Run-time policies are callbacks any module can use (``seglab.callbacks``: ``NonFiniteLoss``,
-``FreezeEncoder``, ``ChannelsLast``, ``Compile``); the ``seglab`` command adds a ``NonFiniteLoss``.
+Its parts are injected (Lightning's way: ``class_path``/``init_args`` in a config, objects in
+Python): the ``network`` (or an smp/classic one built from ``arch``/``encoder_name``), the ``loss``,
+the ``optimizer`` and the ``lr_scheduler``. Run-time policies are callbacks any module can use
+(``seglab.callbacks``: ``NonFiniteLoss``, ``FreezeEncoder``, ``ChannelsLast``, ``Compile``); class
+weights computed from the training masks come from the data side (``seglab.models.class_weights``).
 """
 
 from __future__ import annotations
@@ -12,116 +15,120 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from seglab.compat import INSTANTIATOR, INSTANTIATOR_KEY, recorded_config
 from seglab.data.batch import unpack_batch
-from seglab.data.stats import class_pixel_counts
+from seglab.data.normalize import check_normalization, normalize
 from seglab.errors import ConfigError, DataError
 from seglab.inference import Inference, predict_logits
-from seglab.losses import CombinedLoss, LossName, WeightRule, class_weights_from_counts
+from seglab.losses import LossName, bind_ignore_index, build_loss, needing_class_counts
 from seglab.metrics import ConfusionMatrix, metric_dict
+from seglab.models.class_weights import ClassWeightsFromData
 from seglab.models.evaluation import real_samples
 from seglab.models.factory import Arch, create_model, output_stride
 from seglab.models.param_groups import param_groups
-from seglab.optim import OptimizerName, ScheduleName, build_optimizer, lr_factor
+from seglab.models.recorded import UNRECORDED, class_path, describe
+from seglab.optim import PolyLR, apply_lr_mults, build_scheduler, resolve, scheduled_lrs
 
 # What a trained model records so that its checkpoint alone says how to feed it and show its output.
 DATA_SETTINGS = ("mean", "std", "palette")
-
+INJECTED = ("network", "loss", "optimizer", "lr_scheduler")
 
 LABEL_CHECK_EVERY = 50  # training steps between two checks of the masks' values (see labels)
 NO_INVALID_LABELS = (0, torch.iinfo(torch.long).min)  # (count, largest value) before any is seen
 
 
 class SegmentationModule(L.LightningModule):
-    """Semantic segmentation with any smp architecture and smp/timm encoder, or a classic one.
+    """Semantic segmentation with any smp architecture and smp/timm encoder, a classic one, or your
+    own network; any loss, optimizer and learning-rate schedule.
 
     Args:
-        arch: network architecture.
+        network: your own network (any ``nn.Module`` mapping ``(N, in_channels, H, W)`` images to
+            ``(N, num_classes, H, W)`` logits), instead of ``arch``/``encoder_name``. Its ``encoder``
+            attribute, when it has one, is the backbone (``backbone_lr_mult``, ``FreezeEncoder``):
+            name another submodule by a property ``encoder`` that returns it.
+        arch: smp or classic architecture, built with ``encoder_name``, ``encoder_weights`` and
+            ``model_kwargs`` when no ``network`` is given.
         encoder_name: smp encoder or timm model as ``tu-<name>``.
         encoder_weights: pretrained weight set of the encoder (e.g. ``imagenet``), a local weights
             file, or None.
+        model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
         num_classes: number of classes (the ``seglab`` command takes it from the data module).
         class_names: one name per class, used in metric names (``val/IoU/<name>``).
         in_channels: number of input channels.
-        loss: a loss name or a weighted sum such as ``{ce: 1.0, dice: 0.5}``; ``ohem`` is the
-            cross-entropy over the hard pixels only (``ohem_threshold``, ``ohem_min_kept``).
-        class_weights: per-class weights of the cross-entropy losses: a list, or a rule computed
-            once from the training split's masks when fit starts (ignored pixels left out) and
-            recorded as that list: ``median_frequency`` (SegNet's CamVid recipe) or
-            ``inverse_frequency`` (capped at ``class_weight_cap``). See
-            ``seglab.losses.class_weights_from_counts``.
-        class_weight_cap: the largest weight ``inverse_frequency`` gives.
-        label_smoothing: label smoothing of the cross-entropy loss.
+        loss: any ``nn.Module`` called as ``loss(logits, mask)`` (``seglab.losses``, smp's, your
+            own), or the short forms ``ce`` ... and ``{ce: 1.0, dice: 0.5}`` (``build_loss``).
+            Computed in float32 with autocast off; its parts with ``ignore_index: null`` take this
+            module's.
+        optimizer: any optimizer class (``torch.optim.RAdam``, or from another package), called
+            with seglab's parameter groups (``seglab.models.param_groups``).
+        lr_scheduler: any scheduler (``torch.optim.lr_scheduler.OneCycleLR`` ...) or seglab's
+            warm-up + decay (``seglab.optim.PolyLR``, ``CosineLR``, ``WarmupLR``), or None for a
+            constant rate. Schedules that take ``total_steps`` get the run's and step every
+            optimizer step; others every epoch (``seglab.optim``).
+        lr: learning rate of the decoder, the head and anything outside the encoder; None: the
+            optimizer's own (``--model.optimizer.lr``, or its default).
+        backbone_lr_mult: the encoder learns at ``lr * backbone_lr_mult``, at every step of any
+            schedule.
+        weight_decay: weight decay, never applied to biases and norm parameters; None: the
+            optimizer's own.
         ignore_index: mask value ignored by the losses and the metrics.
-        optimizer: optimizer for all parameter groups.
-        lr: learning rate of the decoder, the head and anything outside the encoder.
-        backbone_lr_mult: the encoder (``model.encoder``) learns at ``lr * backbone_lr_mult``.
-        weight_decay: weight decay, not applied to biases and norm parameters.
-        momentum: momentum of SGD (beta1 for Adam/AdamW is left at its default).
-        scheduler: learning-rate decay, stepped every optimizer step.
-        warmup_steps: optimizer steps of linear warm-up before the decay.
-        warmup_ratio: the warm-up as a share of the run's optimizer steps instead (``0.03``: the
-            first 3%), so a recipe shortened with ``max_steps`` keeps its proportions.
-        poly_power: exponent of the poly schedule.
-        min_lr_ratio: the schedule decays to ``lr * min_lr_ratio``.
-        model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
         mean, std: the normalisation of the network's input, ``(image / 255 - mean) / std`` per
-            channel of an RGB uint8 image. Taken from the data module when training starts if not
-            given (a data module with other values is refused), and saved in checkpoints, so that a
-            checkpoint alone says how to feed the model (``segment``).
-        palette: an RGB colour per class for pictures of predictions; taken from the data module
-            like ``mean`` when it has one.
+            channel (``seglab.data.normalize``). Taken from the data module when training starts if
+            not given (a data module with other values is refused), and saved in checkpoints, so
+            that a checkpoint alone says how to feed the model (``segment``). The data module's
+            ``palette`` is recorded likewise (``hparams.palette``).
         inference: how validation/test/predict compute logits: whole image or sliding window, with
             optional test-time augmentation. Not saved in checkpoints: chosen at evaluation time.
 
     Parameter groups (``configure_optimizers``): every parameter of the module is optimised, those
-    under ``model.encoder`` at ``lr * backbone_lr_mult`` and all others (decoder, head, and any layer
-    or ``nn.Parameter`` a subclass adds) at ``lr``; 0-/1-d tensors (biases, norms) without decay.
+    of the encoder at ``lr * backbone_lr_mult`` and all others (decoder, head, and any layer or
+    ``nn.Parameter`` a subclass adds) at ``lr``; 0-/1-d tensors (biases, norms) without decay.
+
+    Checkpoints record the injected parts as config (``seglab.models.recorded``), so that
+    ``SegmentationModule.load_from_checkpoint(path)`` rebuilds the module alone.
     """
 
     def __init__(
         self,
+        network: nn.Module | None = None,
         arch: Arch = "unet",
         encoder_name: str = "resnet34",
         encoder_weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         num_classes: int | None = None,
         class_names: list[str] | None = None,
         in_channels: int = 3,
-        loss: LossName | dict[LossName, float] = "ce",
-        class_weights: list[float] | WeightRule | None = None,
-        class_weight_cap: float = 10.0,
-        ohem_threshold: float = 0.7,
-        ohem_min_kept: int = 100_000,
-        label_smoothing: float = 0.0,
-        ignore_index: int = 255,
-        optimizer: OptimizerName = "adamw",
-        lr: float = 1e-3,
+        loss: nn.Module | LossName | dict[LossName, float] = "ce",
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = PolyLR,
+        lr: float | None = None,
         backbone_lr_mult: float = 0.1,
-        weight_decay: float = 1e-4,
-        momentum: float = 0.9,
-        scheduler: ScheduleName = "poly",
-        warmup_steps: int = 0,
-        warmup_ratio: float | None = None,
-        poly_power: float = 0.9,
-        min_lr_ratio: float = 0.0,
-        model_kwargs: dict[str, Any] | None = None,
+        weight_decay: float | None = None,
+        ignore_index: int = 255,
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
-        palette: list[tuple[int, int, int]] | None = None,
         inference: Inference | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["inference"])
-        check_settings(self.hparams)
+        self.save_hyperparameters(ignore=["inference", *INJECTED])
+        self._record_injected(
+            network=network, loss=loss, optimizer=optimizer, lr_scheduler=lr_scheduler
+        )
+        check_settings(self.hparams, optimizer, lr_scheduler)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
-        self.model = create_model(
+        self.network_given = network is not None
+        self.model = network or create_model(
             arch, encoder_name, encoder_weights, in_channels, num_classes, **(model_kwargs or {})
         )
         self.size_divisor = output_stride(self.model)
-        self.criterion = self.build_criterion()
+        self.criterion = build_loss(loss)
+        bind_ignore_index(self.criterion, ignore_index)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
         self.val_confmat = ConfusionMatrix(num_classes, ignore_index)
         self.test_confmat = ConfusionMatrix(num_classes, ignore_index)
         self.val_loss = MeanMetric()
@@ -132,6 +139,18 @@ class SegmentationModule(L.LightningModule):
         # overwrite every process's counts with the first one's before each step.
         self.invalid_labels: dict[str, Tensor] = {}
         self.inference = inference or Inference()
+
+    def _record_injected(self, **parts: Any) -> None:
+        """Records the injected parts as plain config (``seglab.models.recorded``): the parsed
+        config when the seglab command (a LightningCLI) built the module, else descriptions."""
+        config = recorded_config()
+        recorded = {}
+        for key, value in parts.items():
+            if config is not None and key in config:
+                recorded[key] = config[key]
+            elif (described := describe(value, f"model.{key}")) is not UNRECORDED:
+                recorded[key] = described
+        self.save_hyperparameters({**recorded, INSTANTIATOR_KEY: INSTANTIATOR})
 
     # --- model -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -146,8 +165,8 @@ class SegmentationModule(L.LightningModule):
 
     @torch.no_grad()
     def segment(self, images: Tensor) -> Tensor:
-        """Class ids ``(N, H, W)`` (or ``(H, W)``) of uint8 RGB images ``(N, 3, H, W)`` (or
-        ``(3, H, W)``) of any size: normalised as the model was trained (``mean``/``std``) and
+        """Class ids ``(N, H, W)`` (or ``(H, W)``) of uint8 images ``(N, C, H, W)`` (or
+        ``(C, H, W)``) of any size: normalised as the model was trained (``mean``/``std``) and
         predicted with its inference settings. For users of a trained model: it needs nothing but
         the checkpoint."""
         mean, std = self.hparams.mean, self.hparams.std
@@ -157,7 +176,7 @@ class SegmentationModule(L.LightningModule):
                 "module had no mean/std): normalise the images yourself and call the model"
             )
         if images.dtype != torch.uint8:
-            raise ConfigError(f"segment() takes uint8 RGB images, got {images.dtype}")
+            raise ConfigError(f"segment() takes uint8 images, got {images.dtype}")
         c = len(mean)
         if images.ndim not in (3, 4) or images.shape[-3] != c:
             hint = ""
@@ -170,9 +189,7 @@ class SegmentationModule(L.LightningModule):
                 f"{hint}"
             )
         single = images.ndim == 3
-        x = (images[None] if single else images).to(self.device, torch.float32) / 255
-        shape = (1, -1, 1, 1)
-        x = (x - x.new_tensor(mean).view(shape)) / x.new_tensor(std).view(shape)
+        x = normalize((images[None] if single else images).to(self.device), mean, std)
         was_training = self.training
         self.eval()
         ids = predict_logits(self, x, self.inference).argmax(1)
@@ -182,9 +199,10 @@ class SegmentationModule(L.LightningModule):
     def metadata(self) -> dict[str, Any]:
         """What someone who only runs the trained network needs to know (exports carry it)."""
         hp = self.hparams
+        own = self.network_given
         return {
-            "arch": hp.arch,
-            "encoder_name": hp.encoder_name,
+            "arch": class_path(type(self.model)) if own else hp.arch,
+            "encoder_name": None if own else hp.encoder_name,
             "in_channels": hp.in_channels,
             "channel_order": "RGB",
             "mean": None if hp.mean is None else list(hp.mean),
@@ -192,7 +210,7 @@ class SegmentationModule(L.LightningModule):
             "normalisation": "(image / 255 - mean) / std per channel",
             "num_classes": hp.num_classes,
             "class_names": list(self.class_names),
-            "palette": None if hp.palette is None else [list(c) for c in hp.palette],
+            "palette": None if hp.get("palette") is None else [list(c) for c in hp.palette],
             "ignore_index": hp.ignore_index,
             "output": "logits (N, num_classes, H, W) at the input's size; argmax over dim 1",
         }
@@ -236,7 +254,7 @@ class SegmentationModule(L.LightningModule):
         mask = self.labels(mask, "train")
         if self.global_step % LABEL_CHECK_EVERY == 0:  # one wait for the device every 50 steps
             self.check_labels("train")
-        loss = self.criterion(self(image), mask)
+        loss = self.loss(self(image), mask)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=image.shape[0])
         return loss
 
@@ -254,7 +272,7 @@ class SegmentationModule(L.LightningModule):
         mask = mask.to(logits.device)  # logits stay on the host when the device had no room
         # The mean of per-image losses: a batch's loss (Dice, or CE over its labelled pixels) depends
         # on which images share the batch, which would tie val/loss to batch size and process count.
-        per_image = [self.criterion(lg[None], m[None]) for lg, m in zip(logits, mask, strict=True)]
+        per_image = [self.loss(lg[None], m[None]) for lg, m in zip(logits, mask, strict=True)]
         mean_loss.update(torch.stack(per_image).to(self.device))
         confmat.update(logits.argmax(1).to(self.device), mask.to(self.device))
 
@@ -307,46 +325,26 @@ class SegmentationModule(L.LightningModule):
             return {"mask": probs.argmax(1), "probs": probs}
         return logits.argmax(1)
 
-    def build_criterion(self) -> CombinedLoss:
-        """The loss of the current settings (class weights given as a rule count as none until
-        they are computed from the data)."""
-        hp = self.hparams
-        weights = {hp.loss: 1.0} if isinstance(hp.loss, str) else dict(hp.loss)
-        class_weights = None if isinstance(hp.class_weights, str) else hp.class_weights
-        ohem = (hp.ohem_threshold, hp.ohem_min_kept)
-        return CombinedLoss(weights, hp.ignore_index, class_weights, hp.label_smoothing, ohem)
+    def loss(self, logits: Tensor, mask: Tensor) -> Tensor:
+        """The loss, in float32 with autocast off: region losses sum over every pixel of a batch,
+        which overflows in half precision (cross-entropy runs in float32 under autocast anyway)."""
+        if logits.shape[1] != self.hparams.num_classes:
+            raise ConfigError(
+                f"model.network returns {logits.shape[1]} channels but num_classes is "
+                f"{self.hparams.num_classes}: the network must return (N, num_classes, H, W) logits"
+            )
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return self.criterion(logits.float(), mask)
 
     # --- what the data says --------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if datamodule is not None:
             self.adopt_data_settings(datamodule)
-        if stage == "fit" and isinstance(self.hparams.class_weights, str):
-            self.compute_class_weights(datamodule)
 
-    def compute_class_weights(self, datamodule: object) -> None:
-        """Turns a ``class_weights`` rule into numbers from the training masks (on one process,
-        sent to the others), records them in the hyper-parameters (so checkpoints and resumed runs
-        use these very numbers) and logs them."""
-        rule = self.hparams.class_weights
-        train = getattr(datamodule, "train_dataset", None)
-        if train is None:
-            raise ConfigError(
-                f"model.class_weights: {rule} counts the training masks of a seglab data module; "
-                f"{type(datamodule).__name__} is not one: give the weights as a list"
-            )
-        weights = None
-        if self.trainer.is_global_zero:
-            counts = class_pixel_counts(train())
-            weights = class_weights_from_counts(counts, rule, self.hparams.class_weight_cap)
-        weights = self.trainer.strategy.broadcast(weights, src=0)
-        self.hparams.class_weights = weights
-        self.criterion = self.build_criterion()
-        table = {f"class_weight/{n}": w for n, w in zip(self.class_names, weights, strict=True)}
-        for logger in self.trainer.loggers:
-            logger.log_hyperparams(table)
-        shown = ", ".join(f"{n} {w:.3g}" for n, w in zip(self.class_names, weights, strict=True))
-        rank_zero_info(f"model.class_weights ({rule}): {shown}")
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Class weights given as a rule are computed from the training masks by the data side."""
+        return [ClassWeightsFromData()] if needing_class_counts(self.criterion) else []
 
     def adopt_data_settings(self, data: object) -> None:
         """Records the data's normalisation and palette (when the model has none yet) and refuses
@@ -363,7 +361,7 @@ class SegmentationModule(L.LightningModule):
             if value is None:
                 continue
             value = [tuple(c) for c in value] if key == "palette" else tuple(value)
-            mine = self.hparams[key]
+            mine = self.hparams.get(key)
             if mine is None:
                 self.hparams[key] = value
             elif key != "palette" and not _same(mine, value):
@@ -374,7 +372,7 @@ class SegmentationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint of another model is refused with the option that differs, not with
-        load_state_dict's list of size mismatches."""
+        load_state_dict's list of size mismatches; the data's palette it recorded is taken back."""
         saved = checkpoint.get("hyper_parameters", {})
         for key in ("arch", "encoder_name", "num_classes", "in_channels"):
             if key in saved and saved[key] != self.hparams[key]:
@@ -382,28 +380,54 @@ class SegmentationModule(L.LightningModule):
                     f"--ckpt_path: the checkpoint was trained with model.{key}={saved[key]!r}, "
                     f"but this run has model.{key}={self.hparams[key]!r}"
                 )
+        if saved.get("palette") is not None:
+            self.hparams["palette"] = [tuple(c) for c in saved["palette"]]
 
     # --- optimization --------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict:
+    def backbone(self) -> nn.Module | None:
+        """The network's ``encoder`` (smp's name for the backbone), or None."""
+        encoder = getattr(self.model, "encoder", None)
+        return encoder if isinstance(encoder, nn.Module) else None
+
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
-        groups = param_groups(self, hp.lr, hp.backbone_lr_mult, hp.weight_decay)
-        optimizer = build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum)
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup = hp.warmup_steps if hp.warmup_ratio is None else round(hp.warmup_ratio * total)
-        factor = lr_factor(hp.scheduler, total, warmup, hp.poly_power, hp.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        backbone = self.backbone()
+        if backbone is None and hp.backbone_lr_mult != 1:
+            raise ConfigError(
+                f"model.backbone_lr_mult {hp.backbone_lr_mult}: the network "
+                f"{type(self.model).__name__} has no encoder submodule to apply it to; give it an "
+                "`encoder` attribute (a property returning its backbone), or set it to 1.0"
+            )
+        lr = resolve(hp.lr, self.optimizer, "lr")
+        weight_decay = resolve(hp.weight_decay, self.optimizer, "weight_decay")
+        groups = param_groups(self, backbone, hp.backbone_lr_mult, lr, weight_decay)
+        optimizer = self.optimizer(groups)
+        if self.lr_scheduler is None:
+            apply_lr_mults(optimizer)
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        scheduler = build_scheduler(self.lr_scheduler, optimizer, total)
+        apply_lr_mults(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """The schedule sees the groups' own rates; the encoder's multiplier is applied after."""
+        with scheduled_lrs(scheduler.optimizer):
+            super().lr_scheduler_step(scheduler, metric)
 
 
 def _same(a: Sequence[float], b: Sequence[float]) -> bool:
     return len(a) == len(b) and all(abs(x - y) <= 1e-6 for x, y in zip(a, b, strict=True))
 
 
-def check_settings(hp: Any) -> None:
+def check_settings(hp: Any, optimizer: Any, lr_scheduler: Any) -> None:
     """Refuses settings that cannot train, naming the option, before anything is built."""
+    for key, value in (("optimizer", optimizer), ("lr_scheduler", lr_scheduler)):
+        if isinstance(value, str):  # a name, as seglab 0.1 took: the class is what is injected
+            raise ConfigError(
+                f"model.{key}: give a class, not the name {value!r} (e.g. torch.optim.AdamW, "
+                "seglab.optim.PolyLR)"
+            )
     n = hp["num_classes"]
     if n is None:
         raise ConfigError(
@@ -412,34 +436,15 @@ def check_settings(hp: Any) -> None:
         )
     if n < 1:
         raise ConfigError(f"model.num_classes must be at least 1, got {n}")
-    weights = hp["class_weights"]
-    if isinstance(weights, str) and weights not in WeightRule.__args__:
+    if hp["class_names"] is not None and len(hp["class_names"]) != n:
         raise ConfigError(
-            f"model.class_weights: unknown rule {weights!r}; give a list of numbers or one of "
-            f"{', '.join(WeightRule.__args__)}"
+            f"model.class_names has {len(hp['class_names'])} entries but num_classes is {n}"
         )
-    for key in ("class_names", "class_weights", "palette"):
-        if hp[key] is not None and not isinstance(hp[key], str) and len(hp[key]) != n:
-            raise ConfigError(f"model.{key} has {len(hp[key])} entries but num_classes is {n}")
-    if isinstance(weights, list) and min(weights) < 0:
-        raise ConfigError(f"model.class_weights must not be negative, got {weights}")
-    if hp["warmup_ratio"] is not None:
-        if hp["warmup_steps"]:
-            raise ConfigError("model.warmup_steps and model.warmup_ratio: give one, not both")
-        if not 0 <= hp["warmup_ratio"] < 1:
-            raise ConfigError(f"model.warmup_ratio must be in [0, 1), got {hp['warmup_ratio']}")
-    positive = ("lr", "poly_power", "class_weight_cap")
-    non_negative = ("backbone_lr_mult", "weight_decay", "warmup_steps")
-    fractions = {"momentum": (0, 1), "label_smoothing": (0, 1), "min_lr_ratio": (0, 1)}
-    for key in positive:
-        if not hp[key] > 0:
-            raise ConfigError(f"model.{key} must be positive, got {hp[key]}")
-    for key in non_negative:
-        if hp[key] < 0:
+    if hp["lr"] is not None and not hp["lr"] > 0:
+        raise ConfigError(f"model.lr must be positive, got {hp['lr']}")
+    for key in ("backbone_lr_mult", "weight_decay"):
+        if hp[key] is not None and hp[key] < 0:
             raise ConfigError(f"model.{key} must not be negative, got {hp[key]}")
-    for key, (low, high) in fractions.items():
-        if not low <= hp[key] <= high:
-            raise ConfigError(f"model.{key} must be in [{low}, {high}], got {hp[key]}")
     if hp["in_channels"] < 1:
         raise ConfigError(f"model.in_channels must be at least 1, got {hp['in_channels']}")
     for key in ("mean", "std"):
@@ -447,5 +452,5 @@ def check_settings(hp: Any) -> None:
             raise ConfigError(
                 f"model.{key} has {len(hp[key])} values but in_channels is {hp['in_channels']}"
             )
-    if hp["std"] is not None and min(hp["std"]) <= 0:
-        raise ConfigError(f"model.std must be positive, got {list(hp['std'])}")
+    if hp["mean"] is not None and hp["std"] is not None:
+        check_normalization(hp["mean"], hp["std"], owner="model")

@@ -89,19 +89,25 @@ def test_print_config_resolves_the_quickstart(capsys):
 
 
 def test_settings_an_older_checkpoint_has_and_this_version_lacks_are_named(tmp_path, capsys):
-    """A checkpoint from before the freezing policy became a callback still evaluates, and the run
-    says which of its settings no longer apply instead of dropping them silently."""
+    """A checkpoint of seglab 0.1 (optimizer and schedule by name, their options on the model, the
+    freezing policy before it became a callback) still evaluates, and the run says which of its
+    settings no longer apply, and where they went, instead of dropping them silently."""
     fit = main(
         ["fit", *TINY, "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]
     )
     old = torch.load(fit.trainer.checkpoint_callback.last_model_path, weights_only=True)
-    old["hyper_parameters"]["freeze_encoder_epochs"] = 2
+    hparams = old["hyper_parameters"]
+    del hparams["lr_scheduler"], hparams["_instantiator"]
+    hparams.update(optimizer="adamw", scheduler="poly", warmup_steps=50, freeze_encoder_epochs=2)
     torch.save(old, tmp_path / "old.ckpt")
     capsys.readouterr()
     val = main(["validate", *TINY, "--ckpt_path", str(tmp_path / "old.ckpt")])
     assert "val/mIoU" in val.trainer.callback_metrics
     err = capsys.readouterr().err
-    assert "no longer has, left out: freeze_encoder_epochs=2" in err
+    assert "no longer takes, left out: optimizer='adamw' (now a class" in err
+    assert "scheduler='poly' (now model.lr_scheduler: {class_path: seglab.optim.PolyLR}" in err
+    assert "warmup_steps=50 (now model.lr_scheduler.init_args.warmup_steps" in err
+    assert "freeze_encoder_epochs=2" in err
 
 
 def test_model_settings_the_checkpoint_replaces_are_named(tmp_path, capsys):

@@ -50,8 +50,8 @@ def large_logits_checkpoint(path):
         mean=(0.5, 0.4, 0.3),
         std=(0.25, 0.2, 0.3),
         class_names=["sky", "road", "car"],
-        palette=[(0, 0, 255), (128, 64, 128), (255, 0, 0)],
     )
+    module.hparams["palette"] = [(0, 0, 255), (128, 64, 128), (255, 0, 0)]  # a data module's
     with torch.no_grad():
         head = module.model.segmentation_head[0]
         head.weight.mul_(500.0)
