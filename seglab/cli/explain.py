@@ -3,8 +3,8 @@
     seglab explain --ckpt_path last.ckpt --image street.png --class car [--layer encoder.model.layer3]
                    [--output_dir explain] [--config experiments/X.yaml --data.* ...]
 
-The image is read and normalised with the experiment's data settings (``--config``/``--data.*``:
-``exif_orientation``, ``mean``, ``std``), as training reads it.
+The image is read with the experiment's data settings (``--config``/``--data.*``:
+``exif_orientation``), as training reads it, and normalised as the model records it was trained.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class ExplainCommand(ExperimentCommand):
         target = class_index(self.config.target, module.class_names)
         data = self.config.data.get("init_args") or {}
         image = read_image(self.config.image, data.get("exif_orientation", "refuse"))
-        mean, std = data.get("mean"), data.get("std")
+        # As the model was trained: its recorded normalisation (else the data's, else ImageNet's).
+        mean = module.hparams.mean or data.get("mean")
+        std = module.hparams.std or data.get("std")
         normalisation = {"mean": tuple(mean), "std": tuple(std)} if mean and std else {}
         maps = explain_image(module, image, target, self.config.layer, **normalisation)
         out = Path(self.config.output_dir)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 from seglab.errors import ConfigError
 
 
@@ -133,18 +134,14 @@ def explain_image(
     image: Tensor,
     target_class: int,
     layer: str | None = None,
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-    std: tuple[float, ...] = (0.229, 0.224, 0.225),
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
 ) -> dict[str, np.ndarray]:
     """``gradcam`` and ``saliency`` maps ``(H, W)`` in [0, 1] of a ``uint8`` image ``(3, H, W)``
     for a segmentation module (with the network as ``module.model``), normalised as it was trained."""
     module.eval()
     param = next(module.parameters())
-    x = image.float().div(255).to(param.device)
-    x = (
-        (x - torch.tensor(mean, device=x.device)[:, None, None])
-        / torch.tensor(std, device=x.device)[:, None, None]
-    )[None]
+    x = normalize(image.to(param.device), mean, std)[None]
     cam = grad_cam(
         module.model, x, target_class, resolve_layer(module.model, layer), forward=module
     )

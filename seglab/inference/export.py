@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seglab.data.normalize import normalize
 from seglab.errors import ConfigError, SeglabError
 
 Format = Literal["onnx", "torchscript", "smp"]
@@ -57,13 +58,13 @@ class ExportModel(nn.Module):
         self.net = net
         self.size_divisor = size_divisor
         self.normalise = mean is not None
-        if mean is not None and std is not None:  # the arithmetic of SegmentationModule.segment
-            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        if mean is not None and std is not None:  # seglab.data.normalize, as in training
+            self.register_buffer("mean", torch.tensor(mean))
+            self.register_buffer("std", torch.tensor(std))
 
     def forward(self, image: Tensor) -> Tensor:
         if self.normalise:
-            image = (image.float() / 255 - self.mean) / self.std
+            image = normalize(image, self.mean, self.std)
         h, w = image.shape[-2], image.shape[-1]
         d = self.size_divisor
         padded = F.pad(image, (0, (d - w % d) % d, 0, (d - h % d) % d))
