@@ -10,7 +10,7 @@ held-out scenes. Variants:
 
 - ``baseline``: seglab's defaults (cross-entropy; flip, scale 0.75-1.5, crop, colour jitter with
   hue, gamma, blur; no weight decay on biases and norms; shuffling without replacement).
-- ``median_frequency``: ``model.class_weights: median_frequency``.
+- ``median_frequency``: ``seglab.losses.CrossEntropyLoss(class_weights="median_frequency")``.
 - ``rare_class_sampling``: ``data.rare_class_sampling: {temperature: 0.01}`` (DAFormer's rule).
 - ``both``: the two together.
 - ``plain``: the hand-written loop's pipeline of issue #17: flip, scale, crop and brightness /
@@ -24,6 +24,7 @@ classes together and the mIoU, then each variant's difference to ``baseline``.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -34,6 +35,8 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from seglab import Augment, SegmentationModule, SyntheticDataModule
 from seglab.data.sampling import RareClassSampling
+from seglab.losses import CrossEntropyLoss
+from seglab.optim import PolyLR
 
 RARE = ("pole", "sign")
 FREQUENT = ("sky", "building", "road", "car")
@@ -90,11 +93,11 @@ def run(variant: str, seed: int, args: argparse.Namespace, cache: str) -> dict[s
         encoder_name=args.encoder,
         num_classes=data.num_classes,
         class_names=data.class_names,
-        class_weights=weights,
+        loss=CrossEntropyLoss(class_weights=weights),
+        lr_scheduler=functools.partial(PolyLR, warmup_ratio=0.05),
         lr=3e-3,
         backbone_lr_mult=1.0,
         weight_decay=1e-4,
-        warmup_ratio=0.05,
         model_kwargs=args.model_kwargs,
     )
     quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
