@@ -64,8 +64,7 @@ LOSSLESS_MASK_FORMATS = ("PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 # and RGBA (alpha dropped). torchvision scales 1-, 2- and 4-bit pixels to 0-255 where PIL gives
 # 1-bit masks as 0/1 and low-bit palettes as indices: such masks, and palette colour masks, stay
 # with PIL.
-_PNG_IMAGE_LAYOUTS = {(1, 0), (2, 0), (4, 0), (8, 0), (8, 2), (1, 3), (2, 3), (4, 3), (8, 3)}
-_PNG_IMAGE_LAYOUTS |= {(8, 4), (8, 6)}
+_PNG_IMAGE_LAYOUTS = {(b, k) for b in (1, 2, 4, 8) for k in (0, 3)} | {(8, 2), (8, 4), (8, 6)}
 _PNG_ID_LAYOUTS = {(8, 0), (8, 3), (16, 0)}
 _PNG_RGB_LAYOUTS = {(8, 2), (8, 6)}
 
