@@ -101,14 +101,18 @@ def _read_file(path: Path, what: str) -> bytearray:
         ) from None
 
 
-def _plain_png(data: bytes | bytearray, check_pixels: bool) -> tuple[int, int] | None:
+def _plain_png(
+    data: bytes | bytearray, check_pixels: bool, metadata_ok: bool = False
+) -> tuple[int, int] | None:
     """``(bit depth, colour type)`` of a PNG file's bytes that torchvision can decode without PIL
     reading the header first; ``None`` (PIL reads the file) when it is not a PNG, when a chunk
     before the pixels is one PIL must read (``eXIf``: an orientation; ``acTL``: an animation) or is
     damaged (PIL refuses the file), when the pixel data (``IDAT``) is cut short, or, with
     ``check_pixels``, damaged: torchvision's decoder (0.29) crashes the process on damaged pixel
     data (a longjmp out of libpng) instead of raising. Checking a 360x480 mask's pixels costs
-    ~7 us (zlib.crc32, ~4 GB/s), walking the chunks ~2 us; opening the file with PIL ~20 us."""
+    ~7 us (zlib.crc32, ~4 GB/s), walking the chunks ~2 us; opening the file with PIL ~20 us.
+    ``metadata_ok``: an orientation or animation chunk is no reason for ``None`` (PIL has read
+    them already)."""
     if data[:16] != b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR":
         return None
     view, pos, end, pixels = memoryview(data), 8, len(data), False
@@ -117,7 +121,7 @@ def _plain_png(data: bytes | bytearray, check_pixels: bool) -> tuple[int, int] |
         kind, stop = bytes(view[pos + 4 : pos + 8]), pos + 8 + length
         if pixels and kind != b"IDAT":  # the pixel data is complete; torchvision reads no further
             break
-        if stop + 4 > end or kind in (b"eXIf", b"acTL"):
+        if stop + 4 > end or (kind in (b"eXIf", b"acTL") and not metadata_ok):
             return None
         crc = int.from_bytes(view[stop : stop + 4], "big")
         if (kind != b"IDAT" or check_pixels) and zlib.crc32(view[pos + 4 : stop]) != crc:
@@ -173,14 +177,17 @@ def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
     path = Path(path)
     data = _read_file(path, "image")
     try:
-        if _plain_png(data, check_pixels=False) in _PNG_IMAGE_LAYOUTS:  # nothing for PIL
+        # Pixels checked too: torchvision's PNG decoder crashes the process on damaged ones; PIL
+        # raises instead (but reads 16-bit RGB as 8-bit, which torchvision's uint16 tells).
+        if _plain_png(data, check_pixels=True) in _PNG_IMAGE_LAYOUTS:  # nothing for PIL
             orientation = 1
             image = decode_png(torch.frombuffer(data, dtype=torch.uint8), ImageReadMode.RGB)
         else:
             with Image.open(io.BytesIO(data)) as header:
                 check_image_mode(path, header)
                 orientation = exif_orientation(header)
-                if header.format in _TORCHVISION_FORMATS:
+                sound = header.format != "PNG" or _plain_png(data, True, metadata_ok=True)
+                if header.format in _TORCHVISION_FORMATS and sound:
                     raw = torch.frombuffer(data, dtype=torch.uint8)
                     image = decode_image(raw, mode=ImageReadMode.RGB)
                 else:
