@@ -42,7 +42,8 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
+from seglab.data.augment import Augment
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 NUM_CLASSES = 19
 IGNORE = 255

@@ -16,11 +16,12 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, BatchAugment
+from seglab.data.augment import Augment, BatchAugment
 from seglab.data.cache import open_cache
 from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.exif import ExifOrientation
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
 from seglab.data.transforms import TrainTransform, eval_transform, train_transform

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from PIL import ExifTags, Image
 from torch import Tensor
 
@@ -49,20 +48,26 @@ def swaps_height_and_width(orientation: int) -> bool:
     return orientation >= 5
 
 
+# How viewers turn the stored pixels of each orientation: the axes reversed (rows -2, columns -1),
+# then whether rows and columns are swapped (6 and 8 are the quarter turns, 5 and 7 the diagonal
+# mirrors).
+_TURNS = {
+    1: ((), False),
+    2: ((-1,), False),
+    3: ((-2, -1), False),
+    4: ((-2,), False),
+    5: ((), True),
+    6: ((-2,), True),
+    7: ((-2, -1), True),
+    8: ((-1,), True),
+}
+
+
 def apply_orientation(image: Tensor, orientation: int) -> Tensor:
     """The displayed image ``(C, H', W')`` of stored pixels ``(C, H, W)``, as viewers show it."""
-    if orientation == 2:
-        image = image.flip(-1)
-    elif orientation == 3:
-        image = image.flip(-2, -1)
-    elif orientation == 4:
-        image = image.flip(-2)
-    elif orientation == 5:
+    reversed_axes, transposed = _TURNS.get(orientation, ((), False))
+    if reversed_axes:
+        image = image.flip(reversed_axes)
+    if transposed:
         image = image.transpose(-2, -1)
-    elif orientation == 6:
-        image = torch.rot90(image, k=-1, dims=(-2, -1))
-    elif orientation == 7:
-        image = image.flip(-2, -1).transpose(-2, -1)
-    elif orientation == 8:
-        image = torch.rot90(image, k=1, dims=(-2, -1))
     return image.contiguous()

@@ -13,7 +13,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from seglab.cli import main
 from seglab.data import BatchAugment, SyntheticDataModule
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, AugmentParams
+from seglab.data.augment import Augment, AugmentParams
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from seglab.data.transforms import train_transform
 from seglab.models.module import SegmentationModule
 from tests.conftest import TINY
