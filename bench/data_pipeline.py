@@ -126,10 +126,17 @@ def seglab_pipeline(
         transform = transforms.geometric_transform(crop, augment, IGNORE)
     else:  # the workers' share with data.augment_on_device: scale and crop only
         transform = transforms.train_transform(crop, augment, IGNORE, on_device=True)
-    dataset = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
-    if cache_dir is not None:
-        cache = importlib.import_module(f"{package}.data.cache")
-        dataset.cache = cache.open_cache(dataset, cache_dir, "train")
+    cache = importlib.import_module(f"{package}.data.cache")
+    base = importlib.import_module(f"{package}.data.datasets.base")
+    if not hasattr(base, "TransformedDataset"):  # a baseline from before the cache wrapper
+        dataset = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
+        if cache_dir is not None:
+            dataset.cache = cache.open_cache(dataset, cache_dir, "train")
+        return lambda i: dataset[i]
+    source = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE)
+    if cache_dir is not None:  # read -> cache -> transform, as the data module puts them
+        source = cache.open_cache(source, cache_dir, "train")
+    dataset = base.TransformedDataset(source, transform)
     return lambda i: dataset[i]
 
 

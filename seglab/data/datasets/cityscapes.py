@@ -104,7 +104,7 @@ class CityscapesDataModule(SegmentationDataModule):
         self.num_classes = len(CLASSES)
         self.palette = [colour for _, _, colour in CLASSES]
 
-    def make_dataset(self, split: Split, transform) -> CityscapesDataset:
+    def make_dataset(self, split: Split) -> CityscapesDataset:
         pairs = find_pairs(self.root, "train" if split == "train" else "val")
         return CityscapesDataset(
             pairs,
@@ -112,5 +112,4 @@ class CityscapesDataModule(SegmentationDataModule):
             num_classes=self.num_classes,
             exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

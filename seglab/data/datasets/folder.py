@@ -214,7 +214,7 @@ class FolderDataModule(SegmentationDataModule):
         self.palette = palette
         self.ignore_color = tuple(ignore_color) if ignore_color is not None else None
 
-    def make_dataset(self, split: Split, transform) -> FolderDataset:
+    def make_dataset(self, split: Split) -> FolderDataset:
         list_file = self.root / self.list_file.format(split=split) if self.list_file else None
         if list_file is not None and not list_file.is_file():
             raise SplitNotFound(f"{list_file}: list file of the {split} split not found")
@@ -232,5 +232,4 @@ class FolderDataModule(SegmentationDataModule):
             exif_orientation=self.exif_orientation,
             problems=problems,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

@@ -116,7 +116,7 @@ class OxfordPetsDataModule(SegmentationDataModule):
         self.num_classes = len(self.class_names)
         self.palette = [(0, 0, 0), (128, 0, 0), (255, 255, 255)][: self.num_classes]
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if self.download and not (self.root / "annotations" / "trainval.txt").is_file():
             download_and_extract(RESOURCES, self.root, "Oxford-IIIT Pet", MANUAL)
 
@@ -127,9 +127,7 @@ class OxfordPetsDataModule(SegmentationDataModule):
         k = max(2, round(1 / self.val_fraction))
         return [n for i, n in enumerate(names) if (i % k == 0) == (split == "val")]
 
-    def make_dataset(self, split: Split, transform) -> OxfordPetsDataset:
-        if self.download:
-            self.prepare_data()
+    def make_dataset(self, split: Split) -> OxfordPetsDataset:
         if not self.root.is_dir():
             raise DataError(f"data.root: {self.root} is not a directory. {MANUAL}")
         pairs = [
@@ -148,5 +146,4 @@ class OxfordPetsDataModule(SegmentationDataModule):
             num_classes=self.num_classes,
             exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

@@ -203,7 +203,7 @@ class SyntheticDataModule(SegmentationDataModule):
         self.num_classes = len(CLASS_NAMES)
         self.class_names = list(STREET_CLASSES if scene == "street" else CLASS_NAMES)
 
-    def make_dataset(self, split: Split, transform) -> SyntheticDataset:
+    def make_dataset(self, split: Split) -> SyntheticDataset:
         return SyntheticDataset(
             split,
             self.lengths[split],
@@ -211,5 +211,4 @@ class SyntheticDataModule(SegmentationDataModule):
             self.seed,
             self.scene,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

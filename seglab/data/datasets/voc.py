@@ -124,7 +124,7 @@ class VOCDataModule(SegmentationDataModule):
     def voc_dir(self) -> Path:
         return self.root if (self.root / "JPEGImages").is_dir() else self.root / "VOCdevkit/VOC2012"
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if not self.download:
             return
         if not (self.voc_dir / "ImageSets/Segmentation/val.txt").is_file():
@@ -165,8 +165,7 @@ class VOCDataModule(SegmentationDataModule):
             if i not in val
         ]
 
-    def make_dataset(self, split: Split, transform) -> VOCDataset:
-        self.prepare_data()
+    def make_dataset(self, split: Split) -> VOCDataset:
         if not (self.voc_dir / "JPEGImages").is_dir():
             raise DataError(
                 f"data.root: no VOCdevkit/VOC2012/JPEGImages under {self.root}. {MANUAL}"
@@ -182,5 +181,4 @@ class VOCDataModule(SegmentationDataModule):
             self.num_classes,
             exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
-            transform=transform,
         )
