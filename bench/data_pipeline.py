@@ -1,17 +1,17 @@
 """Samples/s of one data-loading worker core: decode + full training augmentation.
 
-seglab's pipeline (``FolderDataset`` + ``train_transform`` with the default ``Augment``: random scale
-0.5-2, crop with padding, horizontal flip, colour jitter, gamma, blur p=0.1, normalisation) against
-the albumentations pipeline users would otherwise write (``cv2.imread``; RandomScale, PadIfNeeded,
-RandomCrop, HorizontalFlip, ColorJitter, RandomGamma, GaussianBlur, Normalize, ToTensorV2 with the
-same parameters), and seglab reading from its decoded-sample cache (``data.cache_dir``) instead of
-decoding. ``seglab_workers_on_device``: what a worker does with ``data.augment_on_device`` (decode,
-scale, crop; uint8 out); ``device_batch``: the rest of that path, ``BatchAugment`` on a collated
-batch of those crops, measured here on the CPU. All in one process with one thread (as in a
-DataLoader worker), repetitions interleaved, the median reported; rates are samples per second of
-CPU time (``time.process_time``), which other jobs on a shared machine disturb less than wall time.
-Images are generated photo-like (multi-scale noise, edges, sensor noise) so PNG decoding costs what
-it costs on real photos.
+seglab's pipeline (``FolderDataset`` read through a ``TransformedDataset`` with ``train_transform``
+and the default ``Augment``: random scale 0.5-2, crop with padding, horizontal flip, colour jitter,
+gamma, blur p=0.1, normalisation) against the albumentations pipeline users would otherwise write
+(``cv2.imread``; RandomScale, PadIfNeeded, RandomCrop, HorizontalFlip, ColorJitter, RandomGamma,
+GaussianBlur, Normalize, ToTensorV2 with the same parameters), and seglab reading from its
+decoded-sample cache (``data.cache_dir``) instead of decoding. ``seglab_workers_on_device``: what a
+worker does with ``data.augment_on_device`` (decode, scale, crop; uint8 out); ``device_batch``: the
+rest of that path, ``BatchAugment`` on a collated batch of those crops, measured here on the CPU.
+All in one process with one thread (as in a DataLoader worker), repetitions interleaved, the median
+reported; rates are samples per second of CPU time (``time.process_time``), which other jobs on a
+shared machine disturb less than wall time. Images are generated photo-like (multi-scale noise,
+edges, sensor noise) so PNG decoding costs what it costs on real photos.
 
     python bench/data_pipeline.py            # both sizes; needs `pip install seglab[bench]`
     python bench/data_pipeline.py --quick    # tiny sizes, a smoke test

@@ -6,15 +6,15 @@ and crop (``seglab.data.transforms.TrainTransform``), or, with ``data.augment_on
 the whole training batch after its transfer to the accelerator (the data module's
 ``on_after_batch_transfer``). Both places draw the same parameters and run the same code.
 
-The ops and their distributions are torchvision's: ``ColorJitter``'s four ops with its factor ranges,
-in a random order per sample; a gamma drawn uniformly from ``gamma``; ``GaussianBlur(5, (0.1, 1.5))``
-(reflect padding) with probability ``blur_prob``; a horizontal flip with probability 0.5, masks
-flipped alike and otherwise untouched (``BatchAugment.flip``: the one flip, for images and masks,
-here and in the workers). The jitter runs in float32 on the [0, 255] scale and is rounded once to
-uint8 levels (like the image it came from); gamma and normalisation are then one 256-entry table per
-sample and channel, made by ``seglab.data.normalize.normalize`` (the one normalisation) from the
-gamma-mapped levels. The result equals torchvision's float ops to within half a
-level times gamma's slope (torchvision's uint8 path truncates after every op instead).
+The ops and their distributions are torchvision's: ``ColorJitter``'s four ops with its factor
+ranges, in a random order per sample; a gamma drawn uniformly from ``gamma``;
+``GaussianBlur(5, (0.1, 1.5))`` (reflect padding) with probability ``blur_prob``; a horizontal flip
+with probability 0.5, masks flipped alike and otherwise untouched (``BatchAugment.flip``: the one
+flip, for images and masks, here and in the workers). The jitter runs in float32 on the [0, 255]
+scale and is rounded once to uint8 levels (like the image it came from); gamma and normalisation are
+then one 256-entry table per sample and channel, made by ``seglab.data.normalize.normalize`` (the
+one normalisation) from the gamma-mapped levels. The result equals torchvision's float ops to within
+half a level times gamma's slope (torchvision's uint8 path truncates after every op instead).
 
 Random parameters are drawn on the host with torch's generator (the default one, or a given
 ``torch.Generator``): deterministic under ``seed_everything`` (Lightning seeds every loader worker),
@@ -71,7 +71,8 @@ class Augment:
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or not 0 < value[0] <= value[1]:
                 raise ConfigError(
-                    f"data.augment.{name} must be [low, high] with 0 < low <= high, got {list(value)}"
+                    f"data.augment.{name} must be [low, high] with 0 < low <= high, "
+                    f"got {list(value)}"
                 )
             setattr(self, name, value)
         if not 0 < self.max_class_ratio <= 1:
@@ -89,7 +90,8 @@ class Augment:
 
 @dataclass
 class AugmentParams:
-    """Per-sample random parameters of a batch, on the host; an op that is off holds its identity."""
+    """Per-sample random parameters of a batch, on the host; an op that is off holds its
+    identity."""
 
     flip: Tensor  # (N,) bool
     order: Tensor  # (N, 4) long: ColorJitter's op ids in the order they are applied
@@ -110,9 +112,10 @@ class BatchAugment:
             ignored here).
         mean, std: per-channel normalisation of images scaled to [0, 1].
 
-    Call it on ``images`` uint8 ``(N, C, H, W)`` (or float in [0, 1]) and ``masks`` ``(N, H, W)`` (or
-    ``None``) on any device; returns float32 normalised images and the masks, flipped alike. Every
-    sample draws its own parameters; grey images (``C == 1``) skip saturation and hue, as torchvision.
+    Call it on ``images`` uint8 ``(N, C, H, W)`` (or float in [0, 1]) and ``masks`` ``(N, H, W)``
+    (or ``None``) on any device; returns float32 normalised images and the masks, flipped alike.
+    Every sample draws its own parameters; grey images (``C == 1``) skip saturation and hue, as
+    torchvision.
     """
 
     def __init__(
@@ -163,7 +166,8 @@ class BatchAugment:
         """The augmentation with given parameters (from :meth:`sample`)."""
         if images.ndim != 4 or images.shape[1] != len(self.mean):
             raise ValueError(
-                f"BatchAugment expects images (N, {len(self.mean)}, H, W), got {tuple(images.shape)}"
+                f"BatchAugment expects images (N, {len(self.mean)}, H, W), "
+                f"got {tuple(images.shape)}"
             )
         if masks is not None and masks.shape != images.shape[:1] + images.shape[2:]:
             raise ValueError(
@@ -187,8 +191,8 @@ class BatchAugment:
 
     def flip(self, x: Tensor, params: AugmentParams) -> Tensor:
         """The samples that ``params.flip`` selects flipped left to right, the others unchanged:
-        images ``(N, C, H, W)`` and masks ``(N, H, W)`` alike (the one flip of seglab's data path:
-        the loader workers' ``TrainTransform`` flips each sample's image and mask through it too)."""
+        images ``(N, C, H, W)`` and masks ``(N, H, W)`` alike. The one flip of seglab's data path:
+        the loader workers' ``TrainTransform`` flips each sample's image and mask through it too."""
         return _on_rows(x, _rows(params.flip), _flip)
 
     def table(self, gamma: Tensor) -> Tensor:
@@ -342,8 +346,8 @@ _JITTER = (_brightness_, _contrast_, _saturation_, _hue_)
 
 
 def _blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """``v2.GaussianBlur(5)`` with one sigma per sample (reflect padding), as two separable passes of
-    shifted multiply-adds: on CPU ~15x faster than a depthwise ``conv2d``."""
+    """``v2.GaussianBlur(5)`` with one sigma per sample (reflect padding), as two separable passes
+    of shifted multiply-adds: on CPU ~15x faster than a depthwise ``conv2d``."""
     t = torch.arange(BLUR_KERNEL, dtype=torch.float64) - BLUR_KERNEL // 2
     kernel = torch.softmax(-(t**2) / (2 * sigma[:, None] ** 2), dim=1)  # (n, k), as torchvision
     kernel = kernel.to(x.device, torch.float32, non_blocking=True)

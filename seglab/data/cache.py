@@ -11,17 +11,18 @@ Decoding a 1024x2048 PNG costs tens of milliseconds per sample per epoch; readin
 pixels back from the page cache costs well under one. ``data.cache_dir`` turns it on:
 
     cache_dir/<split>-<DatasetType>-<settings hash>/
-        index.json        per sample: name, source files (path, size, mtime_ns), byte offsets, shapes
-        data-<id>.bin     image (C,H,W) uint8 then mask (H,W) bytes of every sample, 64-byte aligned
+        index.json      per sample: name, source files (path, size, mtime_ns), byte offsets, shapes
+        data-<id>.bin   image (C,H,W) uint8 then mask (H,W) bytes of every sample, 64-byte aligned
 
 The directory name hashes the dataset type and every setting that changes decoded content (label
-mappings, palettes, ``ignore_index``: ``SegmentationDataset.cache_settings``) and the directories the
-files come from. A sample is decoded again when one of its source files (``source_files``) changed
-size or modification time, appeared or disappeared; unchanged samples are copied from the previous
-data file. The new data file and index are written under new names and renamed into place, under an
-exclusive ``flock`` on ``<dir>.lock``: any number of processes (DataLoader workers, DDP ranks, nodes
-sharing the file system) can open the cache while one builds it, and readers only ever see a complete
-index. Workers receive only the index (offsets, shapes, names) and open the file read-only themselves.
+mappings, palettes, ``ignore_index``: ``SegmentationDataset.cache_settings``) and the directories
+the files come from. A sample is decoded again when one of its source files (``source_files``)
+changed size or modification time, appeared or disappeared; unchanged samples are copied from the
+previous data file. The new data file and index are written under new names and renamed into place,
+under an exclusive ``flock`` on ``<dir>.lock``: any number of processes (DataLoader workers, DDP
+ranks, nodes sharing the file system) can open the cache while one builds it, and readers only ever
+see a complete index. Workers receive only the index (offsets, shapes, names) and open the file
+read-only themselves.
 
 Masks are stored in the narrowest integer type that holds the class ids and ``ignore_index`` (uint8
 normally). Samples are read and checked once, through ``dataset.read``, when the cache is built.
@@ -204,8 +205,8 @@ def _locked(directory: Path) -> Iterator[None]:
 def open_cache(
     dataset: SegmentationDataset, cache_dir: str | Path, split: str, build: bool = True
 ) -> DecodedCache:
-    """``dataset`` read from the split's cache, (re)built first if missing or stale (``build=False``:
-    an error instead)."""
+    """``dataset`` read from the split's cache, (re)built first if missing or stale
+    (``build=False``: an error instead)."""
     directory = cache_dir_for(dataset, cache_dir, split)
     dtype = mask_dtype(dataset.num_classes, dataset.ignore_index)
     index = _read_index(directory)

@@ -60,10 +60,10 @@ class SplitReport:
 
 
 def interpolated_boundary_share(mask: Tensor, ignore_index: int) -> tuple[int, float]:
-    """How many pixels, and what share of the boundary pixels, hold a class id strictly between their
-    left and right (or upper and lower) neighbours' ids. Drawn label maps almost never do; JPEG
-    artefacts and interpolation put such in-between ids along every edge. ``ignore_index`` pixels
-    take no part."""
+    """How many pixels, and what share of the boundary pixels, hold a class id strictly between
+    their left and right (or upper and lower) neighbours' ids. Drawn label maps almost never do;
+    JPEG artefacts and interpolation put such in-between ids along every edge. ``ignore_index``
+    pixels take no part."""
     m = mask.long()
     if m.shape[-1] < 3 or m.shape[-2] < 3:
         return 0, 0.0
@@ -81,7 +81,8 @@ def interpolated_boundary_share(mask: Tensor, ignore_index: int) -> tuple[int, f
 
 
 def _image_notes(path: Path, exif_setting: str) -> list[tuple[str, str]]:
-    """``(what was done, file)`` for an image converted by a rule or turned by its EXIF orientation."""
+    """``(what was done, file)`` for an image converted by a rule or turned by its EXIF
+    orientation."""
     with Image.open(path) as im:
         rule, orientation = CONVERSIONS.get(im.mode), exif_orientation(im)
     notes = [(rule, str(path))] if rule else []

@@ -7,12 +7,12 @@ Where each step of the data path happens, in one direction:
 2. ``make_dataset(split)`` (each data source implements it, ``seglab.data.datasets``): the split's
    ``SegmentationDataset``, whose ``read(i)`` decodes and checks one sample (the one place).
 3. ``source(split)``: that dataset, refused if it has problems, wrapped in its decoded cache with
-   ``cache_dir`` (``seglab.data.cache.DecodedCache``, built in ``prepare_data``); built once per split
-   and shared by training and evaluation.
-4. ``train_dataset()`` / ``dataset(split)``: ``TransformedDataset(source, transform)``: the training
-   transform (``seglab.data.transforms.TrainTransform``: scale and crop, centred on rare classes with
-   weights computed before it is built; then flip, jitter, normalise unless ``augment_on_device``)
-   or the evaluation transform (``normalize`` only).
+   ``cache_dir`` (``seglab.data.cache.DecodedCache``, built in ``prepare_data``); built once per
+   split and shared by training and evaluation.
+4. ``train_dataset()`` / ``dataset(split)``: ``TransformedDataset(source, transform)`` with the
+   training transform (``training_transform()``, ``seglab.data.transforms.TrainTransform``: scale
+   and crop, centred on rare classes by weights counted before it is built; then flip, jitter,
+   normalise unless ``augment_on_device``) or the evaluation transform (``normalize`` only).
 5. The loaders batch them; with ``augment_on_device``, ``on_after_batch_transfer`` flips, jitters
    and normalises training batches on the device (``seglab.data.augment.BatchAugment``).
 """
@@ -70,8 +70,9 @@ class SegmentationDataModule(L.LightningDataModule):
             a ``.txt`` list of image paths or stems, relative to the list's directory. No masks
             needed; any size (batch size 1).
         cache_dir: decode every sample once into a memory-mapped cache in this directory, shared by
-            all workers and processes and rebuilt where source files change (``seglab.data.cache``;
-            ``seglab cache --config X.yaml`` builds it ahead of time). Needs disk for the raw pixels.
+            all workers and processes and rebuilt where source files change
+            (``seglab.data.cache``; ``seglab cache --config X.yaml`` builds it ahead of time).
+            Needs disk for the raw pixels.
         augment_on_device: the loader workers only decode, scale and crop training samples (uint8
             batches, a quarter of the bytes to copy); flips, colour jitter, gamma, blur and
             normalisation run on the training batch after its transfer to the device, in
@@ -80,9 +81,9 @@ class SegmentationDataModule(L.LightningDataModule):
             workers starve the accelerator. Validation, test and predict batches are normalised on
             the CPU as always.
         exif_orientation: what to do with an image whose EXIF orientation is not 1 (a photo viewers
-            show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image as
-            displayed: masks were drawn, and predictions are written, on the displayed image) or
-            ``ignore`` (use the stored pixels). The same for every split and for predict.
+            show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image
+            as displayed: masks were drawn, and predictions are written, on the displayed image)
+            or ``ignore`` (use the stored pixels). The same for every split and for predict.
         train_splits: the splits to train on, e.g. ``[train, val]`` for a final run: their samples
             one after the other, each once per epoch. Validation still runs on ``val``; when the
             training samples include it, its metrics score images the model has seen (a warning
@@ -323,8 +324,8 @@ class SegmentationDataModule(L.LightningDataModule):
         if seen:
             warnings.warn(
                 f"data.train_splits {list(self.train_splits)}: the model trains on the validation "
-                f"samples (of {', '.join(seen)}), so val/* metrics are optimistic; fine for a final "
-                "run with a fixed schedule, not for choosing checkpoints or settings",
+                f"samples (of {', '.join(seen)}), so val/* metrics are optimistic; fine for a "
+                "final run with a fixed schedule, not for choosing checkpoints or settings",
                 UserWarning,
                 stacklevel=2,
             )
@@ -359,15 +360,16 @@ class SegmentationDataModule(L.LightningDataModule):
 
         Lightning's default ``DistributedSampler`` pads the split with repeated samples so that all
         ranks run equally many batches, which counts those samples twice in the summed metrics.
-        Uneven batch counts are safe here: evaluation runs without autograd, so DDP exchanges nothing
-        per batch, and the metrics meet only once, when they are computed."""
+        Uneven batch counts are safe here: evaluation runs without autograd, so DDP exchanges
+        nothing per batch, and the metrics meet only once, when they are computed."""
         kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         if not kwargs or kwargs["num_replicas"] == 1:
             return None
         if len(dataset) < kwargs["num_replicas"]:
             raise DataError(
                 f"the {split} split has {len(dataset)} samples, fewer than the "
-                f"{kwargs['num_replicas']} processes evaluating it: every process needs at least one"
+                f"{kwargs['num_replicas']} processes evaluating it: every process needs at least "
+                "one"
             )
         return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
 

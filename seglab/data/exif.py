@@ -1,13 +1,13 @@
 """EXIF orientation: how a camera says its stored pixels must be turned to be seen upright.
 
-A photo taken with the phone held sideways is often stored as shot and tagged "rotate 90° to display"
-(orientation 6). Viewers and most annotation tools show it turned; PIL, torchvision and OpenCV
-(with some flags) decode the stored pixels. A mask drawn on the displayed photo and one drawn on the
-stored pixels cannot both be right, and a 180° turn or a mirror leaves the sizes equal, so nothing
-else would notice. seglab therefore never guesses: ``data.exif_orientation`` says what to do with an
-image whose orientation is not 1 (``refuse`` by default; ``apply``: masks were drawn on the displayed
-image; ``ignore``: masks were drawn on the stored pixels), the same for training, evaluation,
-prediction and ``seglab explain``.
+A photo taken with the phone held sideways is often stored as shot and tagged "rotate 90° to
+display" (orientation 6). Viewers and most annotation tools show it turned; PIL, torchvision and
+OpenCV (with some flags) decode the stored pixels. A mask drawn on the displayed photo and one drawn
+on the stored pixels cannot both be right, and a 180° turn or a mirror leaves the sizes equal, so
+nothing else would notice. seglab therefore never guesses: ``data.exif_orientation`` says what to do
+with an image whose orientation is not 1 (``refuse`` by default; ``apply``: masks were drawn on the
+displayed image; ``ignore``: masks were drawn on the stored pixels), the same for training,
+evaluation, prediction and ``seglab explain``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation (1-8) of an opened, not yet decoded image; 1 without a valid tag.
 
     PNG keeps EXIF in an ``eXIf`` chunk that belongs before the pixel data; PIL decodes the whole
-    image to look for one after it, so only the chunks read on opening count (cheap on every read)."""
+    image to look for one after it, so only the chunks read on opening count (cheap on every
+    read)."""
     if image.format == "PNG" and "exif" not in image.info:
         return 1
     value = image.getexif().get(ExifTags.Base.Orientation, 1)

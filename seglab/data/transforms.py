@@ -185,7 +185,8 @@ def _nearest(start: int, stop: int, size: int, first: int, count: int) -> np.nda
 
 def _resize_mask_crop(mask: Tensor, rows: tuple[int, ...], cols: tuple[int, ...]) -> Tensor:
     """The crop of ``TF.resize_mask(mask[y0:y1, x0:x1], [rh, rw])`` at ``(oy, ox)`` of size
-    ``(vh, vw)``, as one gather of the kept source pixels (~2.5x faster than resizing the region)."""
+    ``(vh, vw)``, as one gather of the kept source pixels (~2.5x faster than resizing the
+    region)."""
     (y0, y1, rh, oy, vh), (x0, x1, rw, ox, vw) = rows, cols
     kept = (
         mask.numpy().take(_nearest(y0, y1, rh, oy, vh), -2).take(_nearest(x0, x1, rw, ox, vw), -1)

@@ -48,7 +48,8 @@ def test_images_without_masks_and_masks_without_images(root):
     assert sorted(e.value.problems) == [
         f"{root}/train/images/img000.png: image without a mask (no img000.* in {root}/train/masks)",
         f"{root}/train/images/other.png: image without a mask (no other.* in {root}/train/masks)",
-        f"{root}/train/masks/img002.png: mask without an image (no img002.* in {root}/train/images)",
+        f"{root}/train/masks/img002.png: mask without an image "
+        f"(no img002.* in {root}/train/images)",
     ]
 
 

@@ -86,7 +86,8 @@ def test_a_broken_image_link_is_named_with_its_target_not_as_a_mask_without_imag
     with pytest.raises(DataError) as e:
         dm.dataset("train")
     assert e.value.problems == [
-        f"{root}/train/images/img001.png: broken symbolic link to {target} (the target does not exist)"
+        f"{root}/train/images/img001.png: broken symbolic link to {target} "
+        "(the target does not exist)"
     ]
 
 

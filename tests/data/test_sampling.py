@@ -26,7 +26,8 @@ NUM = 30
 
 @pytest.fixture(scope="module")
 def rare_root(tmp_path_factory):
-    """30 samples of 48x48: classes 0 and 1 share every image; class 2 is a 4x4 patch in 3 of them."""
+    """30 samples of 48x48: classes 0 and 1 share every image; class 2 is a 4x4 patch in 3 of
+    them."""
     root = tmp_path_factory.mktemp("rare")
     rng = np.random.default_rng(0)
     (root / "train" / "images").mkdir(parents=True)

@@ -3,12 +3,12 @@ training or evaluation samples.
 
 Where each step of the data path happens (``seglab.data.datamodule`` puts them together)::
 
-    SegmentationDataset.read(i)   decode (``load``, one per data source) + check (``check_sample``)
-      -> DecodedCache.read(i)     optional: the same samples from the decoded cache (seglab.data.cache)
-      -> TransformedDataset[i]    the transform: scale, crop, flip, jitter, normalise (training) or
-                                  normalise only (evaluation); a ``{"image", "mask", "name"}`` dict
-      -> DataLoader               batches (with ``augment_on_device``: flips and photometric ops on
-                                  the device, after the transfer)
+    SegmentationDataset.read(i)  decode (``load``, one per data source), check (``check_sample``)
+      -> DecodedCache.read(i)    optional: the same samples from the cache (``seglab.data.cache``)
+      -> TransformedDataset[i]   the transform: scale, crop, flip, jitter, normalise (training) or
+                                 normalise only (evaluation); a ``{"image", "mask", "name"}`` dict
+      -> DataLoader              batches (with ``augment_on_device``: flips and photometric ops on
+                                 the device, after the transfer)
 
 ``read`` is the one place a sample is loaded and checked: the dataset itself, the cache build, class
 statistics (``seglab.data.stats``) and ``seglab check-data`` all read through it.
@@ -30,14 +30,16 @@ from seglab.data.io import DataError
 
 
 class SegmentationDataset(Dataset):
-    """Subclasses implement ``__len__`` and ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)``
-    where ``name`` identifies the sample (its image path) in error messages and predictions, and,
-    when samples come from files, ``image_file`` and ``mask_file``.
+    """Subclasses implement ``__len__`` and
+    ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)`` where ``name`` identifies the sample
+    (its image path) in error messages and predictions, and, when samples come from files,
+    ``image_file`` and ``mask_file``.
 
     ``read(index)`` is ``load`` followed by ``check_sample``: a mask value that is neither a class
     id nor ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the mask
     file, instead of a CUDA device-side assert later. Everything reads samples through it; indexing
-    the dataset gives the checked sample as ``{"image", "mask", "name"}`` (mask int64), untransformed.
+    the dataset gives the checked sample as ``{"image", "mask", "name"}`` (mask int64),
+    untransformed.
 
     ``problems`` lists the files of the split that could not become samples (a broken link, an
     image without a mask...), each named: the data module refuses a dataset that has any, and

