@@ -135,6 +135,8 @@ class BatchAugment:
         ranges += [(0, 1), BLUR_SIGMA]
         self._low = torch.tensor([low for low, _ in ranges], dtype=torch.float64)
         self._span = torch.tensor([high - low for low, high in ranges], dtype=torch.float64)
+        self._mean = torch.tensor(self.mean, dtype=torch.float64)  # for the per-batch table
+        self._std = torch.tensor(self.std, dtype=torch.float64)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draws ``n`` samples' parameters, all from one draw of torch's generator (the default
@@ -199,8 +201,7 @@ class BatchAugment:
         """Gamma then normalisation of every uint8 level, per sample and channel: float64
         ``(n, C, 256)``, ``normalize(255 * (level / 255) ** gamma, mean, std)``."""
         levels = 255 * _UNIT ** gamma.view(-1, 1, 1, 1)  # (n, 1, 1, 256): channels at dim -3
-        channels = len(self.mean)
-        return normalize(levels.expand(-1, channels, 1, -1), self.mean, self.std).flatten(-2)
+        return normalize(levels, self._mean, self._std).flatten(-2)  # broadcast over channels
 
     def _gamma_normalise(self, x: Tensor, gamma: Tensor) -> Tensor:
         """Rounds float32 ``x`` in [0, 255] to uint8 levels and maps each level through its sample's
