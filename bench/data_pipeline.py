@@ -1,17 +1,17 @@
 """Samples/s of one data-loading worker core: decode + full training augmentation.
 
-seglab's pipeline (``FolderDataset`` + ``train_transform`` with the default ``Augment``: random scale
-0.5-2, crop with padding, horizontal flip, colour jitter, gamma, blur p=0.1, normalisation) against
-the albumentations pipeline users would otherwise write (``cv2.imread``; RandomScale, PadIfNeeded,
-RandomCrop, HorizontalFlip, ColorJitter, RandomGamma, GaussianBlur, Normalize, ToTensorV2 with the
-same parameters), and seglab reading from its decoded-sample cache (``data.cache_dir``) instead of
-decoding. ``seglab_workers_on_device``: what a worker does with ``data.augment_on_device`` (decode,
-scale, crop; uint8 out); ``device_batch``: the rest of that path, ``BatchAugment`` on a collated
-batch of those crops, measured here on the CPU. All in one process with one thread (as in a
-DataLoader worker), repetitions interleaved, the median reported; rates are samples per second of
-CPU time (``time.process_time``), which other jobs on a shared machine disturb less than wall time.
-Images are generated photo-like (multi-scale noise, edges, sensor noise) so PNG decoding costs what
-it costs on real photos.
+seglab's pipeline (``FolderDataset`` read through a ``TransformedDataset`` with ``train_transform``
+and the default ``Augment``: random scale 0.5-2, crop with padding, horizontal flip, colour jitter,
+gamma, blur p=0.1, normalisation) against the albumentations pipeline users would otherwise write
+(``cv2.imread``; RandomScale, PadIfNeeded, RandomCrop, HorizontalFlip, ColorJitter, RandomGamma,
+GaussianBlur, Normalize, ToTensorV2 with the same parameters), and seglab reading from its
+decoded-sample cache (``data.cache_dir``) instead of decoding. ``seglab_workers_on_device``: what a
+worker does with ``data.augment_on_device`` (decode, scale, crop; uint8 out); ``device_batch``: the
+rest of that path, ``BatchAugment`` on a collated batch of those crops, measured here on the CPU.
+All in one process with one thread (as in a DataLoader worker), repetitions interleaved, the median
+reported; rates are samples per second of CPU time (``time.process_time``), which other jobs on a
+shared machine disturb less than wall time. Images are generated photo-like (multi-scale noise,
+edges, sensor noise) so PNG decoding costs what it costs on real photos.
 
     python bench/data_pipeline.py            # both sizes; needs `pip install seglab[bench]`
     python bench/data_pipeline.py --quick    # tiny sizes, a smoke test
@@ -42,7 +42,8 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
+from seglab.data.augment import Augment
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 NUM_CLASSES = 19
 IGNORE = 255
@@ -125,10 +126,17 @@ def seglab_pipeline(
         transform = transforms.geometric_transform(crop, augment, IGNORE)
     else:  # the workers' share with data.augment_on_device: scale and crop only
         transform = transforms.train_transform(crop, augment, IGNORE, on_device=True)
-    dataset = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
-    if cache_dir is not None:
-        cache = importlib.import_module(f"{package}.data.cache")
-        dataset.cache = cache.open_cache(dataset, cache_dir, "train")
+    cache = importlib.import_module(f"{package}.data.cache")
+    base = importlib.import_module(f"{package}.data.datasets.base")
+    if not hasattr(base, "TransformedDataset"):  # a baseline from before the cache wrapper
+        dataset = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE, transform=transform)
+        if cache_dir is not None:
+            dataset.cache = cache.open_cache(dataset, cache_dir, "train")
+        return lambda i: dataset[i]
+    source = folder.FolderDataset(pairs, NUM_CLASSES, ignore_index=IGNORE)
+    if cache_dir is not None:  # read -> cache -> transform, as the data module puts them
+        source = cache.open_cache(source, cache_dir, "train")
+    dataset = base.TransformedDataset(source, transform)
     return lambda i: dataset[i]
 
 

@@ -33,6 +33,6 @@ class CacheCommand(ExperimentCommand):
                 "(--data.init_args.cache_dir DIR)"
             )
         for split in self.config.splits:
-            cache = data.dataset(split).cache
+            cache = data.source(split)  # a DecodedCache, built here if missing or stale
             print(f"{split}: {len(cache)} samples cached in {cache.directory}")
         return 0

@@ -6,13 +6,15 @@ and crop (``seglab.data.transforms.TrainTransform``), or, with ``data.augment_on
 the whole training batch after its transfer to the accelerator (the data module's
 ``on_after_batch_transfer``). Both places draw the same parameters and run the same code.
 
-The ops and their distributions are torchvision's: ``ColorJitter``'s four ops with its factor ranges,
-in a random order per sample; a gamma drawn uniformly from ``gamma``; ``GaussianBlur(5, (0.1, 1.5))``
-(reflect padding) with probability ``blur_prob``; a horizontal flip with probability 0.5, masks
-flipped alike and otherwise untouched. The jitter runs in float32 on the [0, 255] scale and is
-rounded once to uint8 levels (like the image it came from); gamma and normalisation are then one
-256-entry table per sample and channel. The result equals torchvision's float ops to within half a
-level times gamma's slope (torchvision's uint8 path truncates after every op instead).
+The ops and their distributions are torchvision's: ``ColorJitter``'s four ops with its factor
+ranges, in a random order per sample; a gamma drawn uniformly from ``gamma``;
+``GaussianBlur(5, (0.1, 1.5))`` (reflect padding) with probability ``blur_prob``; a horizontal flip
+with probability 0.5, masks flipped alike and otherwise untouched (``BatchAugment.flip``: the one
+flip, for images and masks, here and in the workers). The jitter runs in float32 on the [0, 255]
+scale and is rounded once to uint8 levels (like the image it came from); gamma and normalisation are
+then one 256-entry table per sample and channel, made by ``seglab.data.normalize.normalize`` (the
+one normalisation) from the gamma-mapped levels. The result equals torchvision's float ops to within
+half a level times gamma's slope (torchvision's uint8 path truncates after every op instead).
 
 Random parameters are drawn on the host with torch's generator (the default one, or a given
 ``torch.Generator``): deterministic under ``seed_everything`` (Lightning seeds every loader worker),
@@ -29,13 +31,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD, check_normalization, normalize
 from seglab.errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 BLUR_KERNEL = 5
 BLUR_SIGMA = (0.1, 1.5)
@@ -72,7 +71,8 @@ class Augment:
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 2 or not 0 < value[0] <= value[1]:
                 raise ConfigError(
-                    f"data.augment.{name} must be [low, high] with 0 < low <= high, got {list(value)}"
+                    f"data.augment.{name} must be [low, high] with 0 < low <= high, "
+                    f"got {list(value)}"
                 )
             setattr(self, name, value)
         if not 0 < self.max_class_ratio <= 1:
@@ -90,7 +90,8 @@ class Augment:
 
 @dataclass
 class AugmentParams:
-    """Per-sample random parameters of a batch, on the host; an op that is off holds its identity."""
+    """Per-sample random parameters of a batch, on the host; an op that is off holds its
+    identity."""
 
     flip: Tensor  # (N,) bool
     order: Tensor  # (N, 4) long: ColorJitter's op ids in the order they are applied
@@ -111,9 +112,10 @@ class BatchAugment:
             ignored here).
         mean, std: per-channel normalisation of images scaled to [0, 1].
 
-    Call it on ``images`` uint8 ``(N, C, H, W)`` (or float in [0, 1]) and ``masks`` ``(N, H, W)`` (or
-    ``None``) on any device; returns float32 normalised images and the masks, flipped alike. Every
-    sample draws its own parameters; grey images (``C == 1``) skip saturation and hue, as torchvision.
+    Call it on ``images`` uint8 ``(N, C, H, W)`` (or float in [0, 1]) and ``masks`` ``(N, H, W)``
+    (or ``None``) on any device; returns float32 normalised images and the masks, flipped alike.
+    Every sample draws its own parameters; grey images (``C == 1``) skip saturation and hue, as
+    torchvision.
     """
 
     def __init__(
@@ -123,8 +125,7 @@ class BatchAugment:
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
         self.augment = a = augment or Augment()
-        if len(mean) != len(std) or min(std) <= 0:
-            raise ConfigError(f"data.mean and data.std must be as long, std > 0: {mean}, {std}")
+        check_normalization(mean, std)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         # The ranges of the 12 uniform draws per sample: flip, 4 order keys, then ColorJitter's
         # factor ranges ([max(0, 1 - x), 1 + x]; hue [-hue, hue]), gamma, blur, sigma. An empty
@@ -134,8 +135,8 @@ class BatchAugment:
         ranges += [(0, 1), BLUR_SIGMA]
         self._low = torch.tensor([low for low, _ in ranges], dtype=torch.float64)
         self._span = torch.tensor([high - low for low, high in ranges], dtype=torch.float64)
-        std = torch.tensor(self.std, dtype=torch.float64).view(1, -1, 1)
-        self._scale, self._shift = 1 / std, -torch.tensor(self.mean).view(1, -1, 1) / std
+        self._mean = torch.tensor(self.mean, dtype=torch.float64)  # for the per-batch table
+        self._std = torch.tensor(self.std, dtype=torch.float64)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draws ``n`` samples' parameters, all from one draw of torch's generator (the default
@@ -167,7 +168,8 @@ class BatchAugment:
         """The augmentation with given parameters (from :meth:`sample`)."""
         if images.ndim != 4 or images.shape[1] != len(self.mean):
             raise ValueError(
-                f"BatchAugment expects images (N, {len(self.mean)}, H, W), got {tuple(images.shape)}"
+                f"BatchAugment expects images (N, {len(self.mean)}, H, W), "
+                f"got {tuple(images.shape)}"
             )
         if masks is not None and masks.shape != images.shape[:1] + images.shape[2:]:
             raise ValueError(
@@ -179,10 +181,9 @@ class BatchAugment:
             x.copy_(images)
         else:
             torch.mul(images, 255.0, out=x).clamp_(0.0, 255.0)
-        flipped = _rows(params.flip)
-        x = _on_rows(x, flipped, _flip)
+        x = self.flip(x, params)
         if masks is not None:
-            masks = _on_rows(masks, flipped, _flip)
+            masks = self.flip(masks, params)
         x = _color_jitter_(x, params)
         out = self._gamma_normalise(x, params.gamma)
         blurred = _rows(params.blur)
@@ -190,12 +191,23 @@ class BatchAugment:
             out = _on_rows(out, blurred, _blur, _select(params.sigma, blurred))
         return out, masks
 
+    def flip(self, x: Tensor, params: AugmentParams) -> Tensor:
+        """The samples that ``params.flip`` selects flipped left to right, the others unchanged:
+        images ``(N, C, H, W)`` and masks ``(N, H, W)`` alike. The one flip of seglab's data path:
+        the loader workers' ``TrainTransform`` flips each sample's image and mask through it too."""
+        return _on_rows(x, _rows(params.flip), _flip)
+
+    def table(self, gamma: Tensor) -> Tensor:
+        """Gamma then normalisation of every uint8 level, per sample and channel: float64
+        ``(n, C, 256)``, ``normalize(255 * (level / 255) ** gamma, mean, std)``."""
+        levels = 255 * _UNIT ** gamma.view(-1, 1, 1, 1)  # (n, 1, 1, 256): channels at dim -3
+        return normalize(levels, self._mean, self._std).flatten(-2)  # broadcast over channels
+
     def _gamma_normalise(self, x: Tensor, gamma: Tensor) -> Tensor:
-        """Rounds float32 ``x`` in [0, 255] to uint8 levels and maps each level through one table
-        per sample and channel: ``((level / 255) ** gamma - mean) / std``."""
+        """Rounds float32 ``x`` in [0, 255] to uint8 levels and maps each level through its sample's
+        and channel's ``table``."""
         levels = x.add_(0.5).int()  # in [0.5, 255.5]: truncation rounds to the nearest level
-        table = torch.addcmul(self._shift, _UNIT ** gamma.view(-1, 1, 1), self._scale)
-        table = table.to(x.device, torch.float32, non_blocking=True)  # (n, C, 256)
+        table = self.table(gamma).to(x.device, torch.float32, non_blocking=True)  # (n, C, 256)
         out = torch.empty_like(x)
         n = x.shape[0] * x.shape[1]
         planes = (table.view(n, 256), levels.view(n, -1), out.view(n, -1))
@@ -335,8 +347,8 @@ _JITTER = (_brightness_, _contrast_, _saturation_, _hue_)
 
 
 def _blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """``v2.GaussianBlur(5)`` with one sigma per sample (reflect padding), as two separable passes of
-    shifted multiply-adds: on CPU ~15x faster than a depthwise ``conv2d``."""
+    """``v2.GaussianBlur(5)`` with one sigma per sample (reflect padding), as two separable passes
+    of shifted multiply-adds: on CPU ~15x faster than a depthwise ``conv2d``."""
     t = torch.arange(BLUR_KERNEL, dtype=torch.float64) - BLUR_KERNEL // 2
     kernel = torch.softmax(-(t**2) / (2 * sigma[:, None] ** 2), dim=1)  # (n, k), as torchvision
     kernel = kernel.to(x.device, torch.float32, non_blocking=True)
@@ -351,13 +363,3 @@ def _blur(x: Tensor, sigma: Tensor) -> Tensor:
     for i in range(1, BLUR_KERNEL):
         out.addcmul_(yp[..., i : i + h, :], weights[i])
     return out
-
-
-def normalize(
-    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-) -> list[v2.Transform]:
-    """uint8 image to float32 in [0, 1], then per-channel standardisation (masks untouched)."""
-    return [
-        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-        v2.Normalize(mean, std),
-    ]

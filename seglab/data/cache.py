@@ -1,23 +1,32 @@
-"""Decoded-sample cache: decode every image and mask once into one memory-mapped file.
+"""Decoded-sample cache: decode every image and mask once into one memory-mapped file, behind a
+dataset wrapper with the dataset's own read interface.
+
+Where it sits in the data path: ``SegmentationDataset.read`` (decode and check) -> ``DecodedCache``
+(this wrapper: ``open_cache(dataset, cache_dir, split)``) -> ``TransformedDataset`` (scale, crop,
+augment, normalise) -> batches. ``DecodedCache.read(i)`` returns what ``dataset.read(i)`` returned
+when the cache was built, without decoding or checking again; ``image_file``, ``mask_file``,
+``problems``, ``num_classes`` and ``ignore_index`` are the dataset's.
 
 Decoding a 1024x2048 PNG costs tens of milliseconds per sample per epoch; reading the decoded uint8
 pixels back from the page cache costs well under one. ``data.cache_dir`` turns it on:
 
     cache_dir/<split>-<DatasetType>-<settings hash>/
-        index.json        per sample: name, source files (path, size, mtime_ns), byte offsets, shapes
-        data-<id>.bin     image (C,H,W) uint8 then mask (H,W) bytes of every sample, 64-byte aligned
+        index.json      per sample: name, source files (path, size, mtime_ns), byte offsets, shapes
+        data-<id>.bin   image (C,H,W) uint8 then mask (H,W) bytes of every sample, 64-byte aligned
 
 The directory name hashes the dataset type and every setting that changes decoded content (label
-mappings, palettes, ``ignore_index``: ``SegmentationDataset.cache_settings``) and the directories the
-files come from. A sample is decoded again when one of its source files (``source_files``) changed
-size or modification time, appeared or disappeared; unchanged samples are copied from the previous
-data file. The new data file and index are written under new names and renamed into place, under an
-exclusive ``flock`` on ``<dir>.lock``: any number of processes (DataLoader workers, DDP ranks, nodes
-sharing the file system) can open the cache while one builds it, and readers only ever see a complete
-index. Workers receive only the index (offsets, shapes, names) and open the file read-only themselves.
+mappings, palettes, ``ignore_index``: ``SegmentationDataset.cache_settings``) and the directories
+the files come from. A sample is decoded again when one of its source files (``source_files``)
+changed size or modification time, appeared or disappeared; unchanged samples are copied from the
+previous data file. The new data file and index are written under new names and renamed into place,
+under an exclusive ``flock`` on ``<dir>.lock``: any number of processes (DataLoader workers, DDP
+ranks, nodes sharing the file system) can open the cache while one builds it, and readers only ever
+see a complete index. Workers receive only the index (offsets, shapes, names) and open the file
+read-only themselves.
 
 Masks are stored in the narrowest integer type that holds the class ids and ``ignore_index`` (uint8
-normally). ``seglab cache --config X.yaml`` builds the caches of an experiment ahead of training.
+normally). Samples are read and checked once, through ``dataset.read``, when the cache is built.
+``seglab cache --config X.yaml`` builds the caches of an experiment ahead of training.
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
-from seglab.data.datasets.base import SegmentationDataset, check_sample
+from seglab.data.datasets.base import SegmentationDataset, as_sample
 from seglab.errors import DataError
 
 FORMAT = 1
@@ -100,11 +110,16 @@ def cache_dir_for(dataset: SegmentationDataset, cache_dir: str | Path, split: st
     return Path(cache_dir).expanduser() / f"{split}-{type(dataset).__name__}-{digest}"
 
 
-class DecodedCache:
-    """Read side of a built cache. Pickles to its index only; the memory map is opened lazily in
-    each process (DataLoader worker) on its first read."""
+class DecodedCache(Dataset):
+    """The samples of ``dataset`` read from a built cache: the same read interface (``read``,
+    ``len``, indexing, ``image_file``, ``mask_file``, ``problems``...). Pickles to its index and the
+    dataset's description (file lists), never pixels; the memory map is opened lazily in each
+    process (DataLoader worker) on its first read."""
 
-    def __init__(self, directory: Path, index: dict[str, Any]) -> None:
+    def __init__(
+        self, dataset: SegmentationDataset, directory: Path, index: dict[str, Any]
+    ) -> None:
+        self.dataset = dataset
         self.directory = directory
         self.data_file = directory / index["data"]
         self.mask_dtype = np.dtype(index["mask_dtype"])
@@ -122,8 +137,30 @@ class DecodedCache:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_map": None}
 
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.dataset.ignore_index
+
+    @property
+    def problems(self) -> list[str]:
+        return self.dataset.problems
+
+    def image_file(self, index: int) -> Path | None:
+        return self.dataset.image_file(index)
+
+    def mask_file(self, index: int) -> Path | None:
+        return self.dataset.mask_file(index)
+
+    def source_files(self, index: int) -> list[Path]:
+        return self.dataset.source_files(index)
+
     def read(self, index: int) -> tuple[Tensor, Tensor, str]:
-        """``(image uint8 (C,H,W), mask (H,W), name)`` as decoded when the cache was built."""
+        """``(image uint8 (C,H,W), mask (H,W), name)`` as read (and checked) when the cache was
+        built."""
         if self._map is None:
             self._map = np.memmap(self.data_file, dtype=np.uint8, mode="r")
         offset, c, h, w, mask_offset = (int(v) for v in self.layout[index])
@@ -131,6 +168,9 @@ class DecodedCache:
         size = h * w * self.mask_dtype.itemsize
         mask = np.array(self._map[mask_offset : mask_offset + size]).view(self.mask_dtype)
         return torch.from_numpy(image), torch.from_numpy(mask.reshape(h, w)), self.names[index]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return as_sample(*self.read(index), self.ignore_index)
 
 
 def _read_index(directory: Path) -> dict[str, Any] | None:
@@ -165,12 +205,13 @@ def _locked(directory: Path) -> Iterator[None]:
 def open_cache(
     dataset: SegmentationDataset, cache_dir: str | Path, split: str, build: bool = True
 ) -> DecodedCache:
-    """The split's cache, (re)built first if missing or stale (``build=False``: an error instead)."""
+    """``dataset`` read from the split's cache, (re)built first if missing or stale
+    (``build=False``: an error instead)."""
     directory = cache_dir_for(dataset, cache_dir, split)
     dtype = mask_dtype(dataset.num_classes, dataset.ignore_index)
     index = _read_index(directory)
     if _is_current(index, dataset, dtype):
-        return DecodedCache(directory, index)
+        return DecodedCache(dataset, directory, index)
     if not build:
         raise DataError(f"data.cache_dir: the cache {directory} is missing or out of date")
     try:
@@ -186,7 +227,7 @@ def open_cache(
                 "about 4 bytes per pixel); free space or point data.cache_dir elsewhere"
             ) from None
         raise DataError(f"data.cache_dir: cannot write the cache in {cache_dir}: {e}") from None
-    return DecodedCache(directory, index)
+    return DecodedCache(dataset, directory, index)
 
 
 def _build(
@@ -215,15 +256,7 @@ def _build(
                 mask_bytes = old_map[old["mask_offset"] : end]
                 sample_name = old["name"]
             else:
-                image, mask, sample_name = dataset.load(i)
-                check_sample(
-                    image,
-                    mask,
-                    sample_name,
-                    dataset.num_classes,
-                    dataset.ignore_index,
-                    dataset.mask_file(i),
-                )
+                image, mask, sample_name = dataset.read(i)
                 c, h, w = image.shape
                 image_bytes = image.contiguous().numpy()
                 mask_bytes = mask.numpy().astype(dtype, copy=False).view(np.uint8)

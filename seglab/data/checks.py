@@ -1,11 +1,15 @@
-"""What ``seglab check-data`` runs: every sample of every split read and checked once, before training.
+"""What ``seglab check-data`` runs: every sample of every split read and checked once, before
+training.
 
-Training stops at the first bad sample; this scan goes on and collects every problem, each naming its
-file (the mask for mask problems, a broken link and its target, the split and directory for an empty
-or missing split). It also counts the samples and the pixels of each class per split, notes how images
-were converted (grey, palette, alpha, CMYK, EXIF orientation), and warns about masks that look like
-they passed through lossy compression or interpolation. Checks that cost time live here and in the
-decoded-sample cache build, not in every training read.
+Samples are read as training reads them, through ``SegmentationDataset.read`` (decode and check),
+straight from the files: no decoded cache, no transform. Training stops at the first bad sample;
+this scan goes on and collects every problem, each naming its file (the mask for mask problems, a
+broken link and its target, the split and directory for an empty or missing split); when reading
+stopped at a mask it also reads the image for its own problems. It also counts the samples and the
+pixels of each class per split, notes how images were converted (grey, palette, alpha, CMYK, EXIF
+orientation), and warns about masks that look like they passed through lossy compression or
+interpolation. Checks that cost time live here and in the decoded-sample cache build, not in every
+training read.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from seglab.data.datasets.base import SegmentationDataset, check_sample
+from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.exif import ORIENTATIONS, exif_orientation
 from seglab.data.io import CONVERSIONS, DataError, SplitNotFound, read_image
 from seglab.data.stats import label_counts
@@ -38,7 +42,9 @@ class SplitSource(Protocol):
     num_classes: int
     ignore_index: int
 
-    def make_dataset(self, split: str, transform: Any) -> SegmentationDataset: ...
+    def download_data(self) -> None: ...
+
+    def make_dataset(self, split: str) -> SegmentationDataset: ...
 
 
 @dataclass
@@ -54,10 +60,10 @@ class SplitReport:
 
 
 def interpolated_boundary_share(mask: Tensor, ignore_index: int) -> tuple[int, float]:
-    """How many pixels, and what share of the boundary pixels, hold a class id strictly between their
-    left and right (or upper and lower) neighbours' ids. Drawn label maps almost never do; JPEG
-    artefacts and interpolation put such in-between ids along every edge. ``ignore_index`` pixels
-    take no part."""
+    """How many pixels, and what share of the boundary pixels, hold a class id strictly between
+    their left and right (or upper and lower) neighbours' ids. Drawn label maps almost never do;
+    JPEG artefacts and interpolation put such in-between ids along every edge. ``ignore_index``
+    pixels take no part."""
     m = mask.long()
     if m.shape[-1] < 3 or m.shape[-2] < 3:
         return 0, 0.0
@@ -75,7 +81,8 @@ def interpolated_boundary_share(mask: Tensor, ignore_index: int) -> tuple[int, f
 
 
 def _image_notes(path: Path, exif_setting: str) -> list[tuple[str, str]]:
-    """``(what was done, file)`` for an image converted by a rule or turned by its EXIF orientation."""
+    """``(what was done, file)`` for an image converted by a rule or turned by its EXIF
+    orientation."""
     with Image.open(path) as im:
         rule, orientation = CONVERSIONS.get(im.mode), exif_orientation(im)
     notes = [(rule, str(path))] if rule else []
@@ -91,8 +98,9 @@ def _image_notes(path: Path, exif_setting: str) -> list[tuple[str, str]]:
 
 
 def _unread_image_problems(dataset: SegmentationDataset, index: int, known: list[str]) -> list[str]:
-    """The image's own problems when loading a sample stopped before the image was read (at its
-    mask), so that one run reports both files."""
+    """The image's own problems when reading a sample stopped before the image was read (at its
+    mask), so that one run reports both files (none when the image read fine, or its problem is
+    already known)."""
     image_file = dataset.image_file(index)
     if image_file is None or any(p.startswith(f"{image_file}:") for p in known):
         return []
@@ -103,26 +111,21 @@ def _unread_image_problems(dataset: SegmentationDataset, index: int, known: list
     return []
 
 
-def check_split(
-    dataset: SegmentationDataset, report: SplitReport, num_classes: int, ignore_index: int
-) -> None:
-    """Reads and checks every sample of ``dataset`` into ``report``."""
+def check_split(dataset: SegmentationDataset, report: SplitReport) -> None:
+    """Reads and checks every sample of ``dataset`` (``read``) into ``report``, going on after a
+    bad one."""
+    num_classes, ignore_index = dataset.num_classes, dataset.ignore_index
     report.samples = len(dataset)
     report.pixels = torch.zeros(num_classes, dtype=torch.long)
     exif_setting = getattr(dataset, "exif_orientation", "refuse")
     notes: dict[str, list[str]] = defaultdict(list)
     for index in range(len(dataset)):
         try:
-            image, mask, name = dataset.load(index)
+            _, mask, name = dataset.read(index)
         except DataError as e:
             report.problems += e.problems + _unread_image_problems(dataset, index, e.problems)
             continue
         mask_file = dataset.mask_file(index)
-        try:
-            check_sample(image, mask, name, num_classes, ignore_index, mask_file)
-        except DataError as e:
-            report.problems += e.problems
-            continue
         report.pixels += label_counts(mask.long(), ignore_index, num_classes)[:num_classes]
         count, share = interpolated_boundary_share(mask, ignore_index)
         if count >= PHOTO_LIKE_MIN_PIXELS and share >= PHOTO_LIKE_SHARE:
@@ -147,10 +150,21 @@ def check_data(
     """Every split's report. A split in ``optional`` that does not exist gets a note, not a problem;
     one that exists is checked like the others."""
     reports = {}
+    try:
+        dm.download_data()
+        downloaded: DataError | None = None
+    except DataError as e:
+        downloaded = e
     for split in splits:
         report = reports[split] = SplitReport(split)
+        if downloaded is not None:
+            report.problems += [
+                *downloaded.problems,
+                *([downloaded.hint] if downloaded.hint else []),
+            ]
+            continue
         try:  # without transforms, and without building a decoded-sample cache
-            dataset = dm.make_dataset(split, None)
+            dataset = dm.make_dataset(split)
         except SplitNotFound as e:
             if split in optional:
                 report.notes.append(f"no {split} split ({'; '.join(e.problems)})")
@@ -163,7 +177,7 @@ def check_data(
         report.problems += dataset.problems
         if len(dataset) == 0 and not dataset.problems:
             report.problems.append(f"the {split} split of {type(dm).__name__} is empty")
-        check_split(dataset, report, dm.num_classes, dm.ignore_index)
+        check_split(dataset, report)
     return reports
 
 

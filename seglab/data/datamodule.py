@@ -1,4 +1,21 @@
-"""The ``LightningDataModule`` base shared by every dataset: loaders, transforms and their settings."""
+"""The ``LightningDataModule`` base shared by every dataset: loaders, transforms and their settings.
+
+Where each step of the data path happens, in one direction:
+
+1. ``download_data()`` (a hook, no-op by default): fetch what is missing; run by ``prepare_data``
+   (Lightning: once per node, before ``setup``) and before a split is first listed.
+2. ``make_dataset(split)`` (each data source implements it, ``seglab.data.datasets``): the split's
+   ``SegmentationDataset``, whose ``read(i)`` decodes and checks one sample (the one place).
+3. ``source(split)``: that dataset, refused if it has problems, wrapped in its decoded cache with
+   ``cache_dir`` (``seglab.data.cache.DecodedCache``, built in ``prepare_data``); built once per
+   split and shared by training and evaluation.
+4. ``train_dataset()`` / ``dataset(split)``: ``TransformedDataset(source, transform)`` with the
+   training transform (``training_transform()``, ``seglab.data.transforms.TrainTransform``: scale
+   and crop, centred on rare classes by weights counted before it is built; then flip, jitter,
+   normalise unless ``augment_on_device``) or the evaluation transform (``normalize`` only).
+5. The loaders batch them; with ``augment_on_device``, ``on_after_batch_transfer`` flips, jitters
+   and normalises training batches on the device (``seglab.data.augment.BatchAugment``).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +33,12 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, BatchAugment
+from seglab.data.augment import Augment, BatchAugment
 from seglab.data.cache import open_cache
-from seglab.data.datasets.base import SegmentationDataset
+from seglab.data.datasets.base import SampleSource, SegmentationDataset, TransformedDataset
 from seglab.data.exif import ExifOrientation
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
 from seglab.data.transforms import TrainTransform, eval_transform, train_transform
@@ -31,7 +49,8 @@ Split = Literal["train", "val", "test"]
 
 class SegmentationDataModule(L.LightningDataModule):
     """Base of seglab's data modules. Subclasses set ``num_classes`` and ``class_names`` in
-    ``__init__`` and implement ``make_dataset(split, transform)``.
+    ``__init__``, implement ``make_dataset(split)`` and, where files can be fetched,
+    ``download_data()`` (not ``prepare_data``, which also builds the decoded caches).
 
     Args:
         batch_size: training batch size per process.
@@ -51,8 +70,9 @@ class SegmentationDataModule(L.LightningDataModule):
             a ``.txt`` list of image paths or stems, relative to the list's directory. No masks
             needed; any size (batch size 1).
         cache_dir: decode every sample once into a memory-mapped cache in this directory, shared by
-            all workers and processes and rebuilt where source files change (``seglab.data.cache``;
-            ``seglab cache --config X.yaml`` builds it ahead of time). Needs disk for the raw pixels.
+            all workers and processes and rebuilt where source files change
+            (``seglab.data.cache``; ``seglab cache --config X.yaml`` builds it ahead of time).
+            Needs disk for the raw pixels.
         augment_on_device: the loader workers only decode, scale and crop training samples (uint8
             batches, a quarter of the bytes to copy); flips, colour jitter, gamma, blur and
             normalisation run on the training batch after its transfer to the device, in
@@ -61,9 +81,9 @@ class SegmentationDataModule(L.LightningDataModule):
             workers starve the accelerator. Validation, test and predict batches are normalised on
             the CPU as always.
         exif_orientation: what to do with an image whose EXIF orientation is not 1 (a photo viewers
-            show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image as
-            displayed: masks were drawn, and predictions are written, on the displayed image) or
-            ``ignore`` (use the stored pixels). The same for every split and for predict.
+            show turned or mirrored): ``refuse`` (stop, naming the file), ``apply`` (use the image
+            as displayed: masks were drawn, and predictions are written, on the displayed image)
+            or ``ignore`` (use the stored pixels). The same for every split and for predict.
         train_splits: the splits to train on, e.g. ``[train, val]`` for a final run: their samples
             one after the other, each once per epoch. Validation still runs on ``val``; when the
             training samples include it, its metrics score images the model has seen (a warning
@@ -138,10 +158,12 @@ class SegmentationDataModule(L.LightningDataModule):
                 f"got {list(train_splits)}"
             )
         self.rare_class_sampling = rare_class_sampling
-        self.datasets: dict[str, Dataset] = {}
+        self.sources: dict[Split, SampleSource] = {}  # each split's checked (cached) samples
+        self.datasets: dict[str, Dataset] = {}  # evaluation sets and predict's images
         self._training: dict[Split, Dataset] = {}  # the train_splits with the training transform
         self._train_transform: TrainTransform | None = None
         self._sample_weights: Tensor | None = None  # rare-class sampling's, once computed
+        self._downloaded = False
         # Lightning logs these next to the model's hyper-parameters (the W&B config, hparams.yaml)
         # and keeps them in checkpoints, with or without the seglab command: the class and every
         # argument of it and its bases, resolved where this class resolves them (augmentation,
@@ -156,20 +178,50 @@ class SegmentationDataModule(L.LightningDataModule):
         data = {"class_path": class_path, "init_args": init_args}
         self.save_hyperparameters({"data": data}, ignore=list(given))
 
-    def make_dataset(self, split: Split, transform) -> SegmentationDataset:
+    def make_dataset(self, split: Split) -> SegmentationDataset:
+        """The split's dataset: what its samples are and how one is decoded (``load``)."""
         raise ConfigError(
             f"data: {type(self).__name__} has no {split} split of its own; give a data module "
             "(--config, or --data seglab.FolderDataModule --data.root DIR ...), or predict a "
             "folder with --data.predict_dir"
         )
 
+    def download_data(self) -> None:
+        """Fetches the dataset's files where they are missing (and an option asks for it); returns
+        at once when they are there. Nothing by default. Runs in ``prepare_data`` (Lightning: on one
+        process per node while the others wait) and, once per data module, before the first split
+        is listed, so that commands without a trainer (``seglab check-data``, ``seglab cache``) get
+        the files too. Override this, not ``prepare_data``."""
+
+    def _download_once(self) -> None:
+        if not self._downloaded:
+            self.download_data()
+            self._downloaded = True
+
+    def source(self, split: Split) -> SampleSource:
+        """One split's samples, read and checked (``SegmentationDataset.read``) and, with
+        ``cache_dir``, from its decoded cache (``DecodedCache``, built here if missing or stale);
+        no transform. Built once, shared by training and evaluation. A split with files that cannot
+        be samples is refused, every such file named."""
+        if split not in self.sources:
+            self._download_once()
+            dataset = self.make_dataset(split)
+            if dataset.problems:  # files that cannot be samples: never skipped
+                raise DataError(*dataset.problems)
+            if self.cache_dir is not None:
+                self.sources[split] = open_cache(dataset, self.cache_dir, split)
+            else:
+                self.sources[split] = dataset
+        return self.sources[split]
+
     def dataset(self, split: Split) -> Dataset:
-        """One split's dataset, built once: ``train`` with the training transform, the others with
-        the evaluation transform (what validation, test, check-data and ``seglab cache`` read)."""
+        """One split's samples as the loaders see them, built once: ``train`` with the training
+        transform, the others with the evaluation transform (what validation and test read)."""
         if split == "train":
             return self._training_split("train")
         if split not in self.datasets:
-            self.datasets[split] = self._build(split, eval_transform(self.mean, self.std))
+            transform = eval_transform(self.mean, self.std)
+            self.datasets[split] = TransformedDataset(self.source(split), transform)
         return self.datasets[split]
 
     def train_dataset(self) -> Dataset:
@@ -180,35 +232,59 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _training_split(self, split: Split) -> Dataset:
         if split not in self._training:
-            if self._train_transform is None:
-                self._train_transform = train_transform(
-                    self.crop_size,
-                    self.augment,
-                    self.ignore_index,
-                    self.mean,
-                    self.std,
-                    on_device=self.augment_on_device,
-                )
-            self._training[split] = self._build(split, self._train_transform)
+            self._training[split] = TransformedDataset(
+                self.source(split), self.training_transform()
+            )
         return self._training[split]
 
-    def _build(self, split: Split, transform: Any) -> Dataset:
-        dataset = self.make_dataset(split, transform)
-        if getattr(dataset, "problems", None):  # files that cannot be samples: never skipped
-            raise DataError(*dataset.problems)
-        if self.cache_dir is not None:
-            dataset.cache = open_cache(dataset, self.cache_dir, split)
-        return dataset
+    def training_transform(self) -> TrainTransform:
+        """The loaders' training transform, built once: scale and crop (with
+        ``rare_class_sampling``, centred on the classes that the sampling weights, computed first,
+        favour) and, unless ``augment_on_device``, flip, photometric jitter and normalisation."""
+        if self._train_transform is None:
+            class_weights = self._rare_class_weights() if self.rare_class_sampling else None
+            self._train_transform = train_transform(
+                self.crop_size,
+                self.augment,
+                self.ignore_index,
+                self.mean,
+                self.std,
+                on_device=self.augment_on_device,
+                class_weights=class_weights,
+            )
+        return self._train_transform
+
+    def _rare_class_weights(self) -> Tensor:
+        """Counts the class pixels of the training samples once (whole samples, from the decoded
+        cache when there is one): the sampler's per-sample weights, kept, and the crop's class
+        weights, returned."""
+        sources = [self.source(split) for split in self.train_splits]
+        counts = class_pixel_counts(
+            sources[0] if len(sources) == 1 else ConcatDataset(sources),
+            num_workers=self.num_workers,
+        )
+        class_prob, self._sample_weights, class_weights = self.rare_class_sampling.probabilities(
+            counts
+        )
+        order = class_prob.argsort(descending=True).tolist()
+        shares = ", ".join(f"{self.class_names[c]} {class_prob[c]:.3f}" for c in order[:8])
+        rank_zero_info(
+            f"seglab: rare-class sampling (temperature {self.rare_class_sampling.temperature})"
+            f" over {len(counts)} samples; class probabilities: {shares}"
+            + (", ..." if len(order) > 8 else "")
+        )
+        return class_weights.float()
 
     def prepare_data(self) -> None:
-        """Builds the decoded-sample caches of the stage's splits (Lightning runs this on local rank 0
-        while the other processes wait). Data modules that override it to download build their cache
-        on first use in ``setup`` instead, under the cache's lock: one process decodes, others wait."""
+        """Lightning runs this on one process per node while the others wait: fetches missing files
+        (``download_data``), then builds the decoded-sample caches of the stage's splits. Data
+        modules override ``download_data``, not this."""
+        self._download_once()
         if self.cache_dir is None:
             return
         fn = self.trainer.state.fn if self.trainer is not None else None
         for split in self._splits(fn.value if fn is not None else "fit"):
-            self.dataset(split)
+            self.source(split)
 
     def _splits(self, stage: str) -> tuple[Split, ...]:
         """The splits a stage (``fit``, ``validate``, ``test``, ``predict``) reads."""
@@ -222,22 +298,22 @@ class SegmentationDataModule(L.LightningDataModule):
         if stage == "predict" and self.predict_dir and len(self.predict_dataset()) == 0:
             raise DataError(f"data.predict_dir: no images in {self.predict_dir}")
         for split in self._splits(stage):
-            if len(self.dataset(split)) == 0:
+            if len(self.source(split)) == 0:
                 raise DataError(f"the {split} split of {type(self).__name__} is empty")
         if stage != "fit":
             return
         self._check_train_splits()
-        if len(self.train_dataset()) < self.batch_size:
+        samples = sum(len(self.source(split)) for split in self.train_splits)
+        if samples < self.batch_size:
             raise DataError(
-                f"the training splits ({', '.join(self.train_splits)}) have "
-                f"{len(self.train_dataset())} samples, fewer than data.batch_size="
-                f"{self.batch_size}: no full batch to train on"
+                f"the training splits ({', '.join(self.train_splits)}) have {samples} samples, "
+                f"fewer than data.batch_size={self.batch_size}: no full batch to train on"
             )
 
     def _check_train_splits(self) -> None:
         """Refuses training splits that share samples (each would be trained on twice per epoch);
         warns when the training samples include the validation split's."""
-        files = {split: _image_files(self.dataset(split)) for split in self._splits("fit")}
+        files = {split: _image_files(self.source(split)) for split in self._splits("fit")}
         for a, b in combinations(self.train_splits, 2):
             if shared := files[a] & files[b]:
                 raise DataError(
@@ -248,8 +324,8 @@ class SegmentationDataModule(L.LightningDataModule):
         if seen:
             warnings.warn(
                 f"data.train_splits {list(self.train_splits)}: the model trains on the validation "
-                f"samples (of {', '.join(seen)}), so val/* metrics are optimistic; fine for a final "
-                "run with a fixed schedule, not for choosing checkpoints or settings",
+                f"samples (of {', '.join(seen)}), so val/* metrics are optimistic; fine for a "
+                "final run with a fixed schedule, not for choosing checkpoints or settings",
                 UserWarning,
                 stacklevel=2,
             )
@@ -274,21 +350,9 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def _rare_class_sampler(self, dataset: Dataset) -> RareClassSampler:
-        """Counts the training samples' class pixels once (from the decoded cache when there is
-        one), then points the crops at the drawn classes; Lightning wraps the sampler for DDP."""
-        if self._sample_weights is None:
-            counts = class_pixel_counts(dataset, self.num_workers)
-            class_prob, self._sample_weights, class_weights = (
-                self.rare_class_sampling.probabilities(counts)
-            )
-            self._train_transform.crop.class_weights = class_weights.float()
-            order = class_prob.argsort(descending=True).tolist()
-            shares = ", ".join(f"{self.class_names[c]} {class_prob[c]:.3f}" for c in order[:8])
-            rank_zero_info(
-                f"seglab: rare-class sampling (temperature {self.rare_class_sampling.temperature})"
-                f" over {len(dataset)} samples; class probabilities: {shares}"
-                + (", ..." if len(order) > 8 else "")
-            )
+        """Draws training samples by the weights counted before the training transform was built
+        (``_rare_class_weights``); Lightning wraps the sampler for DDP."""
+        self.training_transform()
         return RareClassSampler(self._sample_weights, len(dataset))
 
     def _eval_sampler(self, split: Split, dataset: Dataset) -> UnrepeatedDistributedSampler | None:
@@ -296,15 +360,16 @@ class SegmentationDataModule(L.LightningDataModule):
 
         Lightning's default ``DistributedSampler`` pads the split with repeated samples so that all
         ranks run equally many batches, which counts those samples twice in the summed metrics.
-        Uneven batch counts are safe here: evaluation runs without autograd, so DDP exchanges nothing
-        per batch, and the metrics meet only once, when they are computed."""
+        Uneven batch counts are safe here: evaluation runs without autograd, so DDP exchanges
+        nothing per batch, and the metrics meet only once, when they are computed."""
         kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         if not kwargs or kwargs["num_replicas"] == 1:
             return None
         if len(dataset) < kwargs["num_replicas"]:
             raise DataError(
                 f"the {split} split has {len(dataset)} samples, fewer than the "
-                f"{kwargs['num_replicas']} processes evaluating it: every process needs at least one"
+                f"{kwargs['num_replicas']} processes evaluating it: every process needs at least "
+                "one"
             )
         return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
 
@@ -344,7 +409,7 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
 
-def _image_files(dataset: Dataset) -> set[str]:
+def _image_files(dataset: SampleSource) -> set[str]:
     """The image file of every sample, where the dataset has them (none for generated samples)."""
     files = (dataset.image_file(i) for i in range(len(dataset)))
     return {str(f) for f in files if f is not None}

@@ -73,6 +73,7 @@ def download_and_extract(
             ) from None
         if res.sha1 is not None and _sha1(archive) != res.sha1:
             raise DataError(
-                f"{archive}: checksum mismatch (expected sha1 {res.sha1}); delete it and retry. {manual}"
+                f"{archive}: checksum mismatch (expected sha1 {res.sha1}); delete it and retry. "
+                f"{manual}"
             )
         extract_archive(str(archive), str(root))

@@ -1,4 +1,5 @@
-"""The default class colours, shared by datasets (VOC's own colours), prediction files and image logs."""
+"""The default class colours, shared by datasets (VOC's own colours), prediction files and image
+logs."""
 
 from __future__ import annotations
 

@@ -3,14 +3,14 @@ crop more often around pixels, of classes that cover few pixels of the training 
 
 With ``f_c`` the share of labelled training pixels of class ``c`` (classes that never occur left
 out) and ``T`` the temperature, a class is drawn with ``P(c) = softmax((1 - f_c) / T)``, then one of
-the ``N_c`` samples containing it uniformly, and the crop is centred on a random pixel of that class.
-Drawing the sample first and the class given the sample is the same joint draw, which is how it is
-done here: the sampler draws sample ``i`` with probability ``sum_c P(c) [c in i] / N_c``, and the
-crop (``seglab.data.transforms.RandomScaleCrop``) draws the class among those present in the sample
-with probability proportional to ``P(c) / N_c`` (its ``class_weights``). A small ``T`` (DAFormer:
-0.01) samples rare classes much more often; a large one tends to sampling every class alike.
-Samples without a labelled pixel are never drawn. The number of samples per epoch stays the size of
-the training set (drawn with replacement).
+the ``N_c`` samples containing it uniformly, and the crop is centred on a random pixel of that
+class. Drawing the sample first and the class given the sample is the same joint draw, which is how
+it is done here: the sampler draws sample ``i`` with probability ``sum_c P(c) [c in i] / N_c``, and
+the crop (``seglab.data.transforms.RandomScaleCrop``) draws the class among those present in the
+sample with probability proportional to ``P(c) / N_c`` (its ``class_weights``). A small ``T``
+(DAFormer: 0.01) samples rare classes much more often; a large one tends to sampling every class
+alike. Samples without a labelled pixel are never drawn. The number of samples per epoch stays the
+size of the training set (drawn with replacement).
 """
 
 from __future__ import annotations

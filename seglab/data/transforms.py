@@ -1,10 +1,16 @@
 """Joint image/mask transforms on ``torchvision.transforms.v2``: the training geometry (random scale
-and crop, one implementation) and the evaluation transform.
+and crop, one implementation), the loader's training transform and the evaluation transform.
+
+They run on what a dataset's ``read`` gives (``seglab.data.datasets.base.TransformedDataset`` calls
+them): the data path is read and check (the dataset) -> decoded cache (a wrapper, optional) -> scale
+and crop -> flip and photometric augmentation (here per sample, or on the device per batch) ->
+normalisation (``seglab.data.normalize``) -> batch.
 
 Images are ``tv_tensors.Image`` (uint8) and masks ``tv_tensors.Mask``: both are cut from the same
 source region and resized to the same size (masks with nearest neighbour), so they stay aligned
 exactly. Padding fills the image with 0 and the mask with ``ignore_index`` so padded pixels count
-nowhere. Flips, colour jitter, gamma, blur and normalisation are ``seglab.data.augment``'s.
+nowhere. Flips, colour jitter, gamma, blur and normalisation are ``seglab.data.augment``'s, the
+evaluation's normalisation ``seglab.data.normalize``'s.
 """
 
 from __future__ import annotations
@@ -19,14 +25,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from seglab.data.augment import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Augment,
-    AugmentParams,
-    BatchAugment,
-    normalize,
-)
+from seglab.data.augment import Augment, AugmentParams, BatchAugment
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD, check_normalization, normalize
 from seglab.data.stats import label_counts
 
 RETRIES = 10  # crop draws for ``max_class_ratio`` and rare-class centring
@@ -185,7 +185,8 @@ def _nearest(start: int, stop: int, size: int, first: int, count: int) -> np.nda
 
 def _resize_mask_crop(mask: Tensor, rows: tuple[int, ...], cols: tuple[int, ...]) -> Tensor:
     """The crop of ``TF.resize_mask(mask[y0:y1, x0:x1], [rh, rw])`` at ``(oy, ox)`` of size
-    ``(vh, vw)``, as one gather of the kept source pixels (~2.5x faster than resizing the region)."""
+    ``(vh, vw)``, as one gather of the kept source pixels (~2.5x faster than resizing the
+    region)."""
     (y0, y1, rh, oy, vh), (x0, x1, rw, ox, vw) = rows, cols
     kept = (
         mask.numpy().take(_nearest(y0, y1, rh, oy, vh), -2).take(_nearest(x0, x1, rw, ox, vw), -1)
@@ -196,7 +197,8 @@ def _resize_mask_crop(mask: Tensor, rows: tuple[int, ...], cols: tuple[int, ...]
 class TrainTransform(v2.Transform):
     """The loader's training transform: ``RandomScaleCrop``, then, unless ``augment`` is ``None``
     (``data.augment_on_device``: it runs on the batch), ``BatchAugment`` on the sample as a batch of
-    one: the image flipped, jittered and normalised, its mask flipped alike. One v2 pass."""
+    one: the image flipped, jittered and normalised, its mask flipped alike by the same
+    ``BatchAugment.flip``. One v2 pass."""
 
     def __init__(self, crop: RandomScaleCrop, augment: BatchAugment | None) -> None:
         super().__init__()
@@ -226,8 +228,9 @@ class TrainTransform(v2.Transform):
         if p is not None and isinstance(out, tv_tensors.Image):
             image, _ = self.augment.apply(out.as_subclass(Tensor)[None], None, p)
             return image[0].as_subclass(tv_tensors.Image)
-        if p is not None and isinstance(out, tv_tensors.Mask) and bool(p.flip[0]):
-            return out.as_subclass(Tensor).flip(-1).as_subclass(tv_tensors.Mask)
+        if p is not None and isinstance(out, tv_tensors.Mask):
+            mask = self.augment.flip(out.as_subclass(Tensor)[None], p)
+            return mask[0].as_subclass(tv_tensors.Mask)
         return out
 
 
@@ -238,15 +241,34 @@ def train_transform(
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     on_device: bool = False,
+    class_weights: Tensor | None = None,
 ) -> TrainTransform:
-    """Random scale and crop, then (unless ``on_device``, where the data module runs it on the
-    batch) flip, photometric jitter and normalisation."""
-    crop = RandomScaleCrop(augment.scale_range, crop_size, ignore_index, augment.max_class_ratio)
+    """Random scale and crop (centred on rare classes with ``class_weights``, see
+    ``RandomScaleCrop``), then (unless ``on_device``, where the data module runs it on the batch)
+    flip, photometric jitter and normalisation."""
+    crop = RandomScaleCrop(
+        augment.scale_range, crop_size, ignore_index, augment.max_class_ratio, class_weights
+    )
     return TrainTransform(crop, None if on_device else BatchAugment(augment, mean, std))
+
+
+class EvalTransform:
+    """Evaluation, test and predict see the whole image at its own size: ``normalize`` only (float32
+    out), the mask untouched. Called as ``(image, mask)`` or on an image alone."""
+
+    def __init__(
+        self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+    ) -> None:
+        check_normalization(mean, std)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, image: Tensor, mask: Tensor | None = None) -> Any:
+        out = normalize(image.as_subclass(Tensor), self.mean, self.std)
+        return out if mask is None else (out, mask)
 
 
 def eval_transform(
     mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-) -> v2.Compose:
+) -> EvalTransform:
     """Evaluation sees the whole image at its own size: normalisation only."""
-    return v2.Compose(normalize(mean, std))
+    return EvalTransform(mean, std)

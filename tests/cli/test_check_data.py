@@ -7,6 +7,7 @@ from PIL import Image
 
 from seglab import DataError, FolderDataModule
 from seglab.cli import main
+from seglab.data.checks import check_data
 from tests.conftest import tiny_folder_run, user_error, write_folder_dataset
 from tests.data.awkward_files import broken_link, save_jpeg, save_png16, shapes_mask
 
@@ -47,7 +48,8 @@ def test_images_without_masks_and_masks_without_images(root):
     assert sorted(e.value.problems) == [
         f"{root}/train/images/img000.png: image without a mask (no img000.* in {root}/train/masks)",
         f"{root}/train/images/other.png: image without a mask (no other.* in {root}/train/masks)",
-        f"{root}/train/masks/img002.png: mask without an image (no img002.* in {root}/train/images)",
+        f"{root}/train/masks/img002.png: mask without an image "
+        f"(no img002.* in {root}/train/images)",
     ]
 
 
@@ -255,3 +257,20 @@ def test_a_wrong_data_config_is_a_short_message_and_exit_status_2(
     args = dict(init_args)
     config = _config(tmp_path, args.pop("root", root), **args)
     user_error(["check-data", "--config", config], capsys, 2, message)
+
+
+def test_check_data_reports_the_image_too_when_reading_stopped_at_its_mask(tmp_path):
+    # Reading a sample stops at its lossy mask, before its image is decoded: check-data still
+    # reads the image and reports its own problem, so one run names both files.
+    root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    train = root / "train"
+    mask = np.array(Image.open(train / "masks/img000.png"))
+    (train / "masks/img000.png").unlink()
+    save_jpeg(mask, train / "masks/img000.jpg")
+    rgb = np.array(Image.open(train / "images/img000.png"))
+    save_png16(rgb.astype(np.uint16) * 257, train / "images/img000.png")
+    reports = check_data(_dm(root), ["train"])
+    problems = reports["train"].problems
+    assert len(problems) == 2 and reports["train"].samples == 2
+    assert problems[0].startswith(f"{train}/masks/img000.jpg: mask is stored as JPEG")
+    assert problems[1].startswith(f"{train}/images/img000.png: image has 16 bits per channel")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from seglab.cli import COMMANDS, main
 from seglab.cli.experiment import TRAINER_COMMANDS
+from seglab.data.cache import DecodedCache
 from tests.conftest import write_folder_dataset
 
 EXPERIMENT = {
@@ -71,7 +72,7 @@ def test_every_command_takes_the_config_and_overrides_of_fit(experiment, tmp_pat
     main(args(experiment, "check-data"))
     assert "No problems in train, val, test" in capsys.readouterr().out
     cache = main(args(experiment, "cache"))
-    assert cache.seglab_datamodule().dataset("train").cache is not None
+    assert isinstance(cache.seglab_datamodule().source("train"), DecodedCache)
     assert len(list(Path("cache").iterdir())) >= 2  # one cache per split
     main(args(experiment, "weights", "fetch"))
     assert "nothing to download" in capsys.readouterr().out

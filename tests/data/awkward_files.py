@@ -42,7 +42,8 @@ def sample_image(mask: np.ndarray) -> np.ndarray:
 
 
 def classes_seen(image: np.ndarray) -> np.ndarray:
-    """The classes ``sample_image`` encoded, read back from an ``(H, W, 3)`` or ``(3, H, W)`` image."""
+    """The classes ``sample_image`` encoded, read back from an ``(H, W, 3)`` or ``(3, H, W)``
+    image."""
     red = image[..., 0] if image.shape[-1] == 3 else image[0]
     return np.rint(red.astype(np.float64) / CLASS_STEP).astype(np.int64)
 

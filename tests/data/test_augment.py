@@ -11,12 +11,14 @@ from lightning import Trainer
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from seglab import FolderDataModule
 from seglab.cli import main
 from seglab.data import BatchAugment, SyntheticDataModule
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, AugmentParams
+from seglab.data.augment import Augment, AugmentParams
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from seglab.data.transforms import train_transform
 from seglab.models.module import SegmentationModule
-from tests.conftest import TINY
+from tests.conftest import TINY, write_folder_dataset
 
 OFF = dict(
     hflip=False,
@@ -393,3 +395,45 @@ def test_fit_with_augment_on_device_through_the_cli(monkeypatch):
     # normalised with ImageNet's statistics: within ((0, 1) - mean) / std, and not [0, 1]
     assert all(-2.2 < x.min() < 0 and x.max() < 2.7 for x in seen)
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_one_flip_keeps_images_and_masks_aligned_in_the_workers_and_on_the_device(
+    tmp_path, on_device
+):
+    # The image's red channel encodes its mask (class * 60, ignore as 196): after the loader (and,
+    # with augment_on_device, the hook on the transferred batch) each mask still equals what its
+    # image says, whether that sample was flipped or not.
+    root = write_folder_dataset(tmp_path / "data", {"train": 8, "val": 1})
+    data = FolderDataModule(
+        str(root),
+        num_classes=3,
+        crop_size=(40, 48),  # the whole image: any difference from the stored mask is a flip
+        batch_size=4,
+        num_workers=0,
+        augment=Augment(**{**OFF, "hflip": True, "scale_range": (1.0, 1.0)}),
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        augment_on_device=on_device,
+    )
+    data.setup("fit")
+    data.trainer = Trainer(logger=False)
+    data.trainer.training = True
+    source = data.source("train")
+    stored = {}
+    for i in range(len(source)):
+        _, mask, name = source.read(i)
+        stored[name] = mask.long()
+    flipped = 0
+    for epoch in range(3):
+        torch.manual_seed(epoch)
+        for batch in data.train_dataloader():
+            assert batch["image"].dtype == (torch.uint8 if on_device else torch.float32)
+            batch = data.on_after_batch_transfer(batch, 0)
+            red = (batch["image"][:, 0] * 255).round().long()
+            assert torch.equal(torch.where(red == 196, 255, red // 60), batch["mask"])
+            for name, mask in zip(batch["name"], batch["mask"], strict=True):
+                flip = not torch.equal(mask, stored[name])
+                assert torch.equal(mask, stored[name].flip(-1) if flip else stored[name])
+                flipped += flip
+    assert 3 < flipped < 21  # of 24 samples, about half flipped

@@ -11,9 +11,11 @@ from torch.utils.data import DataLoader
 
 from seglab import DataError, FolderDataModule
 from seglab.cli import main
-from seglab.data.cache import open_cache
+from seglab.data.cache import DecodedCache, open_cache
+from seglab.data.datasets.base import TransformedDataset
 from seglab.data.datasets.cityscapes import CityscapesDataModule
 from seglab.data.datasets.voc import VOCDataModule
+from seglab.data.transforms import eval_transform
 from tests.conftest import REPO, TINY, write_folder_dataset
 from tests.data.datasets.fixtures import write_cityscapes, write_voc
 
@@ -25,11 +27,11 @@ def _folder(root, cache_dir, **kwargs):
     return FolderDataModule(str(root), cache_dir=str(cache_dir), **kwargs)
 
 
-def _assert_cache_matches_decoding(dataset):
-    assert dataset.cache is not None and len(dataset.cache) == len(dataset)
-    for i in range(len(dataset)):
-        image, mask, name = dataset.load(i)
-        cached_image, cached_mask, cached_name = dataset.cache.read(i)
+def _assert_cache_matches_decoding(cache):
+    assert isinstance(cache, DecodedCache) and len(cache) == len(cache.dataset)
+    for i in range(len(cache)):
+        image, mask, name = cache.dataset.read(i)
+        cached_image, cached_mask, cached_name = cache.read(i)
         assert cached_name == name
         assert cached_image.dtype == torch.uint8 and torch.equal(cached_image, image)
         assert cached_mask.dtype == torch.uint8 and torch.equal(cached_mask.long(), mask.long())
@@ -40,7 +42,7 @@ def test_folder_cache_equals_direct_decoding(tmp_path, image_ext):
     root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 2}, image_ext=image_ext)
     dm = _folder(root, tmp_path / "cache")
     for split in ("train", "val"):
-        _assert_cache_matches_decoding(dm.dataset(split))
+        _assert_cache_matches_decoding(dm.source(split))
 
 
 def test_colour_mask_cache_equals_direct_decoding(tmp_path):
@@ -54,7 +56,7 @@ def test_colour_mask_cache_equals_direct_decoding(tmp_path):
             Image.fromarray(rgb).save(root / split / "masks" / f"{i}.png")
             Image.fromarray(255 - rgb).save(root / split / "images" / f"{i}.png")
     dm = _folder(root, tmp_path / "cache", palette=PALETTE)
-    _assert_cache_matches_decoding(dm.dataset("train"))
+    _assert_cache_matches_decoding(dm.source("train"))
 
 
 def test_real_layouts_cache_equals_direct_decoding(tmp_path):
@@ -67,19 +69,31 @@ def test_real_layouts_cache_equals_direct_decoding(tmp_path):
     )
     for dm in (city, voc):
         for split in ("train", "val"):
-            _assert_cache_matches_decoding(dm.dataset(split))
+            _assert_cache_matches_decoding(dm.source(split))
 
 
-def test_training_samples_are_the_same_with_and_without_cache(tmp_path):
-    root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 1})
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_the_cache_and_the_dataset_give_the_same_samples_through_one_transform(tmp_path, split):
+    root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 2})
     plain = FolderDataModule(str(root), num_classes=3, crop_size=24, num_workers=0)
     cached = _folder(root, tmp_path / "cache", crop_size=24)
-    for i in range(3):
+    dataset, cache = plain.source(split), cached.source(split)
+    assert isinstance(cache, DecodedCache) and not isinstance(dataset, DecodedCache)
+    # the wrapper has the dataset's read interface
+    assert (len(cache), cache.num_classes, cache.ignore_index) == (len(dataset), 3, 255)
+    assert cache.problems == dataset.problems == []
+    assert [cache.image_file(i) for i in range(len(cache))] == [image for image, _ in dataset.pairs]
+    assert [cache.mask_file(i) for i in range(len(cache))] == [m for _, m in dataset.pairs]
+    transform = plain.training_transform() if split == "train" else eval_transform()
+    for i in range(len(dataset)):
         torch.manual_seed(i)
-        a = plain.dataset("train")[i]
+        a = TransformedDataset(dataset, transform)[i]
         torch.manual_seed(i)
-        b = cached.dataset("train")[i]
+        b = TransformedDataset(cache, transform)[i]
+        assert a["name"] == b["name"] and a["mask"].dtype == b["mask"].dtype == torch.int64
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    # what the loaders read: the transform over the cache wrapper, not over the dataset
+    assert cached.dataset(split).source is cache and plain.dataset(split).source is dataset
 
 
 def test_changed_file_is_decoded_again_and_the_rest_reused(tmp_path, capsys):
@@ -90,10 +104,10 @@ def test_changed_file_is_decoded_again_and_the_rest_reused(tmp_path, capsys):
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     capsys.readouterr()
-    dataset = _folder(root, tmp_path / "cache").dataset("train")
+    cache = _folder(root, tmp_path / "cache").source("train")
     assert "1 samples decoded, 2 unchanged" in capsys.readouterr().out
-    assert (dataset.cache.read(1)[0] == 7).all()
-    _assert_cache_matches_decoding(dataset)
+    assert (cache.read(1)[0] == 7).all()
+    _assert_cache_matches_decoding(cache)
 
 
 @pytest.mark.parametrize(
@@ -111,60 +125,59 @@ def test_a_bad_mask_is_refused_by_name_when_the_cache_is_built(tmp_path, bad_mas
         root / "train/masks" / bad_mask
     )
     with pytest.raises(DataError, match=message):
-        _folder(root, tmp_path / "cache").dataset("train")
+        _folder(root, tmp_path / "cache").source("train")
 
 
 def test_removed_and_added_files_change_the_cached_samples(tmp_path):
     root = write_folder_dataset(tmp_path / "data", {"train": 3, "val": 1})
-    assert len(_folder(root, tmp_path / "cache").dataset("train").cache) == 3
+    assert len(_folder(root, tmp_path / "cache").source("train")) == 3
     for sub in ("images", "masks"):
         (root / "train" / sub / "img000.png").unlink()
-    dataset = _folder(root, tmp_path / "cache").dataset("train")
-    assert [n.rsplit("/", 1)[-1] for n in dataset.cache.names] == ["img001.png", "img002.png"]
+    cache = _folder(root, tmp_path / "cache").source("train")
+    assert [n.rsplit("/", 1)[-1] for n in cache.names] == ["img001.png", "img002.png"]
     extra = write_folder_dataset(tmp_path / "extra", {"train": 1}, seed=5)
     for sub in ("images", "masks"):
         (extra / "train" / sub / "img000.png").rename(root / "train" / sub / "img009.png")
-    dataset = _folder(root, tmp_path / "cache").dataset("train")
-    assert len(dataset.cache) == 3 and dataset.cache.names[-1].endswith("img009.png")
-    _assert_cache_matches_decoding(dataset)
+    cache = _folder(root, tmp_path / "cache").source("train")
+    assert len(cache) == 3 and cache.names[-1].endswith("img009.png")
+    _assert_cache_matches_decoding(cache)
 
 
 def test_settings_that_change_decoding_get_their_own_cache(tmp_path):
     root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 1})
-    a = _folder(root, tmp_path / "cache").dataset("train").cache
+    a = _folder(root, tmp_path / "cache").source("train")
     b = _folder(root, tmp_path / "cache", num_classes=256, ignore_index=300)
-    b = b.dataset("train").cache  # 255 is a class here
+    b = b.source("train")  # 255 is a class here
     assert a.directory != b.directory
     assert b.mask_dtype == np.int16  # 300 does not fit in uint8
     assert b.read(0)[1].dtype == torch.int16 and (b.read(0)[1][0] == 255).all()
-    c = _folder(root, tmp_path / "cache", exif_orientation="apply").dataset("train").cache
+    c = _folder(root, tmp_path / "cache", exif_orientation="apply").source("train")
     assert c.directory not in (a.directory, b.directory)  # rotated photos decode differently
 
 
 def test_worker_processes_read_the_cache_without_receiving_its_pixels(tmp_path):
     root = write_folder_dataset(tmp_path / "data", {"train": 4, "val": 1})
-    dataset = _folder(root, tmp_path / "cache").dataset("val")
-    dataset.cache.read(0)  # maps the file in this process
-    assert len(pickle.dumps(dataset.cache)) < 4096
-    dataset = _folder(root, tmp_path / "cache").dataset("train")
-    dataset.transform = None
-    loader = DataLoader(dataset, batch_size=2, num_workers=2)
+    cache = _folder(root, tmp_path / "cache").source("val")
+    cache.read(0)  # maps the file in this process
+    assert len(pickle.dumps(cache)) < 4096  # the index and the file list, no pixels
+    cache = _folder(root, tmp_path / "cache").source("train")
+    loader = DataLoader(cache, batch_size=2, num_workers=2)  # the raw samples, untransformed
     images = torch.cat([b["image"] for b in loader])
-    assert torch.equal(images, torch.stack([dataset.load(i)[0] for i in range(4)]))
+    assert torch.equal(images, torch.stack([cache.dataset.load(i)[0] for i in range(4)]))
 
 
 def test_unwritable_cache_dir_names_the_option(tmp_path, monkeypatch):
     root = write_folder_dataset(tmp_path / "data", {"train": 2, "val": 1})
     (tmp_path / "file").write_text("")
     with pytest.raises(DataError, match=r"data\.cache_dir: cannot write"):
-        _folder(root, tmp_path / "file" / "cache").dataset("train")
+        _folder(root, tmp_path / "file" / "cache").source("train")
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(DataError, match=r"data\.cache_dir: no space left"):
-        _folder(root, tmp_path / "cache").dataset("train")
+        _folder(root, tmp_path / "cache").source("train")
 
 
 def test_fit_through_the_cli_builds_and_uses_the_cache(tmp_path):
@@ -172,7 +185,7 @@ def test_fit_through_the_cli_builds_and_uses_the_cache(tmp_path):
     cli = main(
         ["fit", *TINY, "--trainer.fast_dev_run", "1", "--data.init_args.cache_dir", str(cache_dir)]
     )
-    assert cli.datamodule.dataset("train").cache is not None
+    assert isinstance(cli.datamodule.train_dataset().source, DecodedCache)
     built = sorted(p.name.split("-")[0] for p in cache_dir.iterdir() if p.is_dir())
     assert built == ["train", "val"]
     assert all((p / "index.json").is_file() for p in cache_dir.iterdir() if p.is_dir())
@@ -187,7 +200,7 @@ def test_cache_command_builds_ahead_of_time(tmp_path, capsys):
     )
     main(["cache", "--config", str(config), "--splits", "[train, val]"])  # status 0
     assert "train: 3 samples cached" in capsys.readouterr().out
-    dataset = FolderDataModule(str(root), num_classes=3).dataset("val")
+    dataset = FolderDataModule(str(root), num_classes=3).source("val")
     cache = open_cache(dataset, tmp_path / "cache", "val", build=False)  # no rebuild needed
     assert len(cache) == 2
 

@@ -1,5 +1,5 @@
-"""The photo-like mask measure: drawn label maps stay far below the warning threshold, masks that went
-through lossy compression or interpolation far above it."""
+"""The photo-like mask measure: drawn label maps stay far below the warning threshold, masks that
+went through lossy compression or interpolation far above it."""
 
 import io
 

@@ -1,5 +1,5 @@
-"""Validation and test metrics on N processes equal the single-process numbers: no sample counted twice
-(Lightning's default sampler pads the split with repeats), none dropped."""
+"""Validation and test metrics on N processes equal the single-process numbers: no sample counted
+twice (Lightning's default sampler pads the split with repeats), none dropped."""
 
 from __future__ import annotations
 

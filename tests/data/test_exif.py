@@ -39,7 +39,7 @@ def write_rotated(root: Path, orientation: int, mask_drawn_on: str) -> Path:
 
 def load(root: Path, exif: str):
     dm = FolderDataModule(str(root), num_classes=3, num_workers=0, exif_orientation=exif)
-    image, mask, _ = dm.dataset("train").load(0)
+    image, mask, _ = dm.source("train").read(0)
     return image.numpy(), mask.numpy()
 
 

@@ -86,7 +86,8 @@ def test_a_broken_image_link_is_named_with_its_target_not_as_a_mask_without_imag
     with pytest.raises(DataError) as e:
         dm.dataset("train")
     assert e.value.problems == [
-        f"{root}/train/images/img001.png: broken symbolic link to {target} (the target does not exist)"
+        f"{root}/train/images/img001.png: broken symbolic link to {target} "
+        "(the target does not exist)"
     ]
 
 
@@ -125,10 +126,10 @@ def test_cmyk_and_grey_images_train_as_rgb_and_16_bit_images_are_refused(tmp_pat
     for stem in ("img000", "img001"):
         (root / f"train/images/{stem}.png").unlink()
     dm = FolderDataModule(str(root), num_classes=3, num_workers=0)
-    image, _, name = dm.dataset("train").load(0)
+    image, _, name = dm.source("train").read(0)
     assert name.endswith("img000.jpg") and image.shape == (3, 40, 48)
     assert np.abs(image.permute(1, 2, 0).numpy().astype(int) - rgb).max() <= 3  # JPEG noise
-    image, _, _ = dm.dataset("train").load(1)
+    image, _, _ = dm.source("train").read(1)
     assert (image == image[0]).all()  # grey in all three channels
     with pytest.raises(DataError, match=r"img002\.png: image has 16 bits per channel.*8-bit RGB"):
         dm.dataset("train")[2]

@@ -14,8 +14,10 @@ from PIL import Image
 from seglab import FolderDataModule
 from seglab.cli import main
 from seglab.data.augment import Augment
+from seglab.data.cache import DecodedCache
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
+from seglab.data.transforms import RandomScaleCrop
 from tests.conftest import TINY
 
 RARE = 2
@@ -24,7 +26,8 @@ NUM = 30
 
 @pytest.fixture(scope="module")
 def rare_root(tmp_path_factory):
-    """30 samples of 48x48: classes 0 and 1 share every image; class 2 is a 4x4 patch in 3 of them."""
+    """30 samples of 48x48: classes 0 and 1 share every image; class 2 is a 4x4 patch in 3 of
+    them."""
     root = tmp_path_factory.mktemp("rare")
     rng = np.random.default_rng(0)
     (root / "train" / "images").mkdir(parents=True)
@@ -111,6 +114,43 @@ def test_samples_and_crops_of_a_rare_class_rise_to_what_the_rule_predicts(rare_r
     assert uniform < 0.1 < 0.4 < rare
 
 
+def test_the_crop_is_built_with_the_class_weights_of_the_sampling(rare_root, monkeypatch):
+    # Sampling weights are counted first and given to RandomScaleCrop's constructor: nothing sets
+    # them on the crop afterwards, and the training set has them before any loader exists.
+    built = []
+    init = RandomScaleCrop.__init__
+
+    def record(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self.class_weights)
+        self._built = True
+
+    def refuse_poking(self, name, value):
+        if name == "class_weights" and getattr(self, "_built", False):
+            raise AssertionError("class_weights set on the crop after it was built")
+        torch.nn.Module.__setattr__(self, name, value)
+
+    monkeypatch.setattr(RandomScaleCrop, "__init__", record)
+    monkeypatch.setattr(RandomScaleCrop, "__setattr__", refuse_poking)
+    dm = _data(rare_root, temperature=1.0)
+    crop = dm.train_dataset().transform.crop
+    counts = class_pixel_counts(dm.train_dataset())
+    _, sample_prob, class_weights = RareClassSampling(1.0).probabilities(counts)
+    assert len(built) == 1 and built[0] is crop.class_weights
+    torch.testing.assert_close(crop.class_weights, class_weights.float())
+    sampler = dm.train_dataloader().sampler
+    torch.testing.assert_close(sampler.weights, sample_prob)
+    assert dm.train_dataset().transform.crop is crop and len(built) == 1  # built once
+    # and it still centres crops on the drawn class: sample 0 holds the rare class's only pixels
+    # in its image, and its crops show them far more often than a uniform crop would
+    torch.manual_seed(0)
+    rare = sum(bool((dm.train_dataset()[0]["mask"] == RARE).any()) for _ in range(200))
+    torch.manual_seed(0)
+    uniform = _data(rare_root, temperature=None).train_dataset()
+    plain = sum(bool((uniform[0]["mask"] == RARE).any()) for _ in range(200))
+    assert rare > 150 and rare > 2 * plain  # uniform: about a third of the crops
+
+
 def test_same_seed_same_samples_and_crops(rare_root):
     def one_epoch():
         seed_everything(7)
@@ -156,4 +196,4 @@ def test_through_the_config_with_the_cache_and_augment_on_device(tmp_path):
     )
     dm = cli.datamodule
     assert isinstance(dm.train_dataloader().sampler, RareClassSampler)
-    assert dm.train_dataset().cache is not None and cli.trainer.global_step == 2
+    assert isinstance(dm.train_dataset().source, DecodedCache) and cli.trainer.global_step == 2

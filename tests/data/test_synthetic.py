@@ -35,7 +35,7 @@ def test_street_scenes_have_rare_thin_classes():
     assert 0 < share["pole"] < 0.01 and 0 < share["sign"] < 0.01
     assert share["sky"] + share["building"] + share["road"] > 0.9
     again = SyntheticDataModule(scene="street", image_size=96, num_workers=0)
-    assert torch.equal(again.dataset("train").load(5)[1], data.dataset("train").load(5)[1])
+    assert torch.equal(again.source("train").read(5)[1], data.source("train").read(5)[1])
 
 
 def test_an_unknown_scene_is_refused_by_name():

@@ -9,7 +9,7 @@ from PIL import Image
 
 from seglab.callbacks import ExplainImages
 from seglab.cli import SeglabCLI, main
-from seglab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from seglab.models.module import SegmentationModule
 from tests.conftest import TINY, user_error
 from tests.data.awkward_files import save_jpeg

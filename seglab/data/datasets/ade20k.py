@@ -114,12 +114,11 @@ class ADE20KDataModule(SegmentationDataModule):
     def data_dir(self) -> Path:
         return self.root if (self.root / "images").is_dir() else self.root / "ADEChallengeData2016"
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if self.download and not (self.data_dir / "annotations").is_dir():
             download_and_extract(RESOURCES, self.root, "ADE20K", MANUAL)
 
-    def make_dataset(self, split: Split, transform) -> ADE20KDataset:
-        self.prepare_data()
+    def make_dataset(self, split: Split) -> ADE20KDataset:
         sub = SPLIT_DIRS[split]
         image_dir, label_dir = self.data_dir / "images" / sub, self.data_dir / "annotations" / sub
         if not image_dir.is_dir() or not label_dir.is_dir():
@@ -131,5 +130,4 @@ class ADE20KDataModule(SegmentationDataModule):
             exif_orientation=self.exif_orientation,
             problems=problems,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

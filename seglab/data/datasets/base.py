@@ -1,10 +1,24 @@
-"""The dataset contract shared by every data source: decode one sample, check it, transform it."""
+"""The dataset contract shared by every data source, and the wrapper that turns its samples into
+training or evaluation samples.
+
+Where each step of the data path happens (``seglab.data.datamodule`` puts them together)::
+
+    SegmentationDataset.read(i)  decode (``load``, one per data source), check (``check_sample``)
+      -> DecodedCache.read(i)    optional: the same samples from the cache (``seglab.data.cache``)
+      -> TransformedDataset[i]   the transform: scale, crop, flip, jitter, normalise (training) or
+                                 normalise only (evaluation); a ``{"image", "mask", "name"}`` dict
+      -> DataLoader              batches (with ``augment_on_device``: flips and photometric ops on
+                                 the device, after the transfer)
+
+``read`` is the one place a sample is loaded and checked: the dataset itself, the cache build, class
+statistics (``seglab.data.stats``) and ``seglab check-data`` all read through it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,43 +30,49 @@ from seglab.data.io import DataError
 
 
 class SegmentationDataset(Dataset):
-    """Subclasses implement ``__len__`` and ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)``
-    where ``name`` identifies the sample (its image path) in error messages and predictions, and,
-    when samples come from files, ``image_file`` and ``mask_file``.
+    """Subclasses implement ``__len__`` and
+    ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)`` where ``name`` identifies the sample
+    (its image path) in error messages and predictions, and, when samples come from files,
+    ``image_file`` and ``mask_file``.
 
-    Every sample is checked before it is used: a mask value that is neither a class id nor
-    ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the mask file,
-    instead of a CUDA device-side assert later.
+    ``read(index)`` is ``load`` followed by ``check_sample``: a mask value that is neither a class
+    id nor ``ignore_index`` or an image/mask size mismatch raises a ``DataError`` naming the mask
+    file, instead of a CUDA device-side assert later. Everything reads samples through it; indexing
+    the dataset gives the checked sample as ``{"image", "mask", "name"}`` (mask int64),
+    untransformed.
 
     ``problems`` lists the files of the split that could not become samples (a broken link, an
     image without a mask...), each named: the data module refuses a dataset that has any, and
     ``seglab check-data`` reports them beside the problems of the samples themselves.
 
-    With a decoded-sample cache attached (``cache``, see ``seglab.data.cache``) samples are read from
-    it instead of ``load``; checks and transforms run the same either way. Caching needs
-    ``source_files`` (what to watch for changes) and ``cache_settings`` (what else decides the content)."""
+    Datasets hold no transform and no cache: the data module wraps them, in a ``DecodedCache``
+    (``seglab.data.cache``: needs ``source_files``, what to watch for changes, and
+    ``cache_settings``, what else decides the content) and a ``TransformedDataset``."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        ignore_index: int = 255,
-        transform: Callable[..., Any] | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.transform = transform
         self.problems: list[str] = []
-        self.cache: Any = None  # a seglab.data.cache.DecodedCache
+
+    def __len__(self) -> int:
+        raise NotImplementedError
 
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
         raise NotImplementedError
+
+    def read(self, index: int) -> tuple[Tensor, Tensor, str]:
+        """Sample ``index`` decoded and checked: ``(image uint8 (C,H,W), mask (H,W), name)``."""
+        image, mask, name = self.load(index)
+        check_sample(image, mask, name, self.num_classes, self.ignore_index, self.mask_file(index))
+        return image, mask, name
 
     def image_file(self, index: int) -> Path | None:
         """The image file of sample ``index`` (``None`` for generated samples)."""
         return None
 
     def mask_file(self, index: int) -> Path | None:
-        """The mask file of sample ``index``, named by mask errors (``None`` for generated samples)."""
+        """The mask file of sample ``index``, named by mask errors (``None`` for generated
+        samples)."""
         return None
 
     def source_files(self, index: int) -> list[Path]:
@@ -64,27 +84,71 @@ class SegmentationDataset(Dataset):
 
     def cache_settings(self) -> dict[str, Any]:
         """Everything besides the source files that decides what ``load`` returns (label mappings,
-        palettes, ``ignore_index``...): by default every attribute but the transform and the cache."""
-        return {k: v for k, v in vars(self).items() if k not in ("transform", "cache", "problems")}
+        palettes, ``ignore_index``...): by default every attribute but ``problems``."""
+        return {k: v for k, v in vars(self).items() if k != "problems"}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.cache is not None:  # checked when cached, with these classes and ignore_index
-            image, mask, name = self.cache.read(index)
-        else:
-            image, mask, name = self.load(index)
-            check_sample(
-                image, mask, name, self.num_classes, self.ignore_index, self.mask_file(index)
-            )
-        if self.ignore_index > 255 and mask.dtype == torch.uint8:
-            mask = mask.long()
-        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
-        return {
-            "image": image.as_subclass(Tensor),
-            "mask": mask.as_subclass(Tensor).long(),
-            "name": name,
-        }
+        return as_sample(*self.read(index), self.ignore_index)
+
+
+class SampleSource(Protocol):
+    """What reads checked samples: a ``SegmentationDataset``, or the ``DecodedCache`` around one."""
+
+    num_classes: int
+    ignore_index: int
+    problems: list[str]
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: int) -> tuple[Tensor, Tensor, str]: ...
+
+    def image_file(self, index: int) -> Path | None: ...
+
+    def mask_file(self, index: int) -> Path | None: ...
+
+
+def as_sample(
+    image: Tensor,
+    mask: Tensor,
+    name: str,
+    ignore_index: int = 255,
+    transform: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """A read sample as ``{"image", "mask" (int64), "name"}``, through ``transform(image, mask)``
+    (``tv_tensors.Image`` and ``Mask``) if given. A uint8 mask becomes int64 first when
+    ``ignore_index`` does not fit in it (a crop pads masks with ``ignore_index``)."""
+    if ignore_index > 255 and mask.dtype == torch.uint8:
+        mask = mask.long()
+    if transform is not None:
+        image, mask = transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+    return {
+        "image": image.as_subclass(Tensor),
+        "mask": mask.as_subclass(Tensor).long(),
+        "name": name,
+    }
+
+
+class TransformedDataset(Dataset):
+    """The samples of ``source`` (a ``SegmentationDataset`` or a ``DecodedCache``), each read and
+    passed through ``transform(image, mask)``: ``{"image", "mask" (int64), "name"}`` dicts, what the
+    data module's loaders batch. ``source`` stays reachable for what needs the whole raw samples
+    (class statistics count its masks, never the random crops)."""
+
+    def __init__(self, source: SampleSource, transform: Callable[..., Any] | None = None) -> None:
+        self.source = source
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return as_sample(*self.source.read(index), self.source.ignore_index, self.transform)
+
+    def image_file(self, index: int) -> Path | None:
+        return self.source.image_file(index)
+
+    def mask_file(self, index: int) -> Path | None:
+        return self.source.mask_file(index)
 
 
 def check_sample(

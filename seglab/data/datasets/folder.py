@@ -64,10 +64,10 @@ def _files_by_stem(directory: Path, what: str) -> tuple[dict[str, Path], list[st
 def match_files(
     image_dir: Path, mask_dir: Path, list_file: Path | None = None
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """``(image, mask)`` pairs matched by stem, in list-file order or sorted by stem, and one problem
-    per file that cannot be part of a pair (an image without a mask, a mask without an image, a
-    broken link, a non-image file, a stem listed but absent...), naming it. Missing directories
-    raise ``SplitNotFound``."""
+    """``(image, mask)`` pairs matched by stem, in list-file order or sorted by stem, and one
+    problem per file that cannot be part of a pair (an image without a mask, a mask without an
+    image, a broken link, a non-image file, a stem listed but absent...), naming it. Missing
+    directories raise ``SplitNotFound``."""
     dirs = ((image_dir, "image"), (mask_dir, "mask"))
     missing = [f"{d}: {what} directory not found" for d, what in dirs if not d.is_dir()]
     if missing:
@@ -162,7 +162,8 @@ class FolderDataModule(SegmentationDataModule):
 
     Args:
         root: dataset directory.
-        num_classes: number of classes (mask values ``0..num_classes-1``; others must be ``ignore_index``).
+        num_classes: number of classes (mask values ``0..num_classes-1``; others must be
+            ``ignore_index``).
         class_names: optional names, one per class.
         image_dir: image directory under ``root``; ``{split}`` becomes train/val/test.
         mask_dir: mask directory under ``root``, likewise.
@@ -189,7 +190,8 @@ class FolderDataModule(SegmentationDataModule):
             raise ConfigError(f"data.num_classes must be at least 1, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(
-                f"data.class_names has {len(class_names)} names but data.num_classes is {num_classes}"
+                f"data.class_names has {len(class_names)} names but data.num_classes is "
+                f"{num_classes}"
             )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -214,7 +216,7 @@ class FolderDataModule(SegmentationDataModule):
         self.palette = palette
         self.ignore_color = tuple(ignore_color) if ignore_color is not None else None
 
-    def make_dataset(self, split: Split, transform) -> FolderDataset:
+    def make_dataset(self, split: Split) -> FolderDataset:
         list_file = self.root / self.list_file.format(split=split) if self.list_file else None
         if list_file is not None and not list_file.is_file():
             raise SplitNotFound(f"{list_file}: list file of the {split} split not found")
@@ -232,5 +234,4 @@ class FolderDataModule(SegmentationDataModule):
             exif_orientation=self.exif_orientation,
             problems=problems,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

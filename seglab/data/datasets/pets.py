@@ -3,8 +3,8 @@
 On-disk layout (as extracted from the two official archives)::
 
     root/images/Abyssinian_1.jpg ...
-    root/annotations/trimaps/Abyssinian_1.png     1 = pet, 2 = background, 3 = boundary/unclassified
-    root/annotations/trainval.txt                 "Image CLASS-ID SPECIES BREED-ID" lines, # comments
+    root/annotations/trimaps/Abyssinian_1.png   1 = pet, 2 = background, 3 = boundary/unclassified
+    root/annotations/trainval.txt               "Image CLASS-ID SPECIES BREED-ID" lines, # comments
     root/annotations/test.txt
 
 Splits: ``test`` is test.txt (3669 images). ``train``/``val`` divide trainval.txt (3680 images)
@@ -40,8 +40,9 @@ RESOURCES = [
     ),
 ]
 MANUAL = (
-    "Download images.tar.gz and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/ "
-    "and extract both into data.root (giving root/images and root/annotations)."
+    "Download images.tar.gz and annotations.tar.gz from "
+    "https://www.robots.ox.ac.uk/~vgg/data/pets/ and extract both into data.root (giving "
+    "root/images and root/annotations)."
 )
 Boundary = Literal["ignore", "foreground", "background", "class"]
 
@@ -90,8 +91,8 @@ class OxfordPetsDataModule(SegmentationDataModule):
 
     Args:
         root: directory holding ``images/`` and ``annotations/``.
-        boundary: what the trimap's boundary band (value 3) becomes: ignored (the usual choice), pet,
-            background, or a third class ``boundary``.
+        boundary: what the trimap's boundary band (value 3) becomes: ignored (the usual choice),
+            pet, background, or a third class ``boundary``.
         val_fraction: share of trainval.txt held out for validation (every k-th line).
         download: fetch and extract the official archives into ``root`` if they are missing.
         **kwargs: the shared data settings of ``SegmentationDataModule``.
@@ -116,7 +117,7 @@ class OxfordPetsDataModule(SegmentationDataModule):
         self.num_classes = len(self.class_names)
         self.palette = [(0, 0, 0), (128, 0, 0), (255, 255, 255)][: self.num_classes]
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if self.download and not (self.root / "annotations" / "trainval.txt").is_file():
             download_and_extract(RESOURCES, self.root, "Oxford-IIIT Pet", MANUAL)
 
@@ -127,9 +128,7 @@ class OxfordPetsDataModule(SegmentationDataModule):
         k = max(2, round(1 / self.val_fraction))
         return [n for i, n in enumerate(names) if (i % k == 0) == (split == "val")]
 
-    def make_dataset(self, split: Split, transform) -> OxfordPetsDataset:
-        if self.download:
-            self.prepare_data()
+    def make_dataset(self, split: Split) -> OxfordPetsDataset:
         if not self.root.is_dir():
             raise DataError(f"data.root: {self.root} is not a directory. {MANUAL}")
         pairs = [
@@ -148,5 +147,4 @@ class OxfordPetsDataModule(SegmentationDataModule):
             num_classes=self.num_classes,
             exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

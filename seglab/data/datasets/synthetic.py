@@ -10,7 +10,8 @@ and road cover most pixels, a few cars less, and thin poles (one or two pixels w
 the buildings behind them) and small signs on some of them well under 1% each: the rare, thin
 classes that a plain cross-entropy learns last (``bench/rare_classes.py``).
 
-Sample ``i`` of a split is a pure function of ``(seed, split, i)``: the same on every run and worker.
+Sample ``i`` of a split is a pure function of ``(seed, split, i)``: the same on every run and
+worker.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class SyntheticDataModule(SegmentationDataModule):
         self.num_classes = len(CLASS_NAMES)
         self.class_names = list(STREET_CLASSES if scene == "street" else CLASS_NAMES)
 
-    def make_dataset(self, split: Split, transform) -> SyntheticDataset:
+    def make_dataset(self, split: Split) -> SyntheticDataset:
         return SyntheticDataset(
             split,
             self.lengths[split],
@@ -211,5 +212,4 @@ class SyntheticDataModule(SegmentationDataModule):
             self.seed,
             self.scene,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

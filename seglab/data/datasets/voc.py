@@ -9,7 +9,8 @@ On-disk layout (the official VOCtrainval_11-May-2012.tar extracted into ``root``
 
 Splits: train (1464), val (1449); VOC's test labels are not public, so ``test`` is val.
 
-``use_sbd`` trains on VOC train + SBD (Hariharan et al., 2011) minus every VOC val image, from either
+``use_sbd`` trains on VOC train + SBD (Hariharan et al., 2011) minus every VOC val image, from
+either
   * the widely used pre-converted layout: ``VOC2012/SegmentationClassAug/*.png`` (class-id PNGs) and
     ``VOC2012/ImageSets/Segmentation/train_aug.txt``, or
   * SBD's own release: ``sbd_root/dataset/cls/*.mat`` (``GTcls.Segmentation``) with
@@ -62,7 +63,8 @@ SBD_MANUAL = (
 
 
 def read_ids(path: Path) -> list[str]:
-    """Image ids of a list file; also reads ``/JPEGImages/x.jpg /SegmentationClassAug/x.png`` lines."""
+    """Image ids of a list file; also reads ``/JPEGImages/x.jpg /SegmentationClassAug/x.png``
+    lines."""
     if not path.is_file():
         raise DataError(f"{path}: split list not found")
     return [Path(line.split()[0]).stem for line in path.read_text().splitlines() if line.strip()]
@@ -124,7 +126,7 @@ class VOCDataModule(SegmentationDataModule):
     def voc_dir(self) -> Path:
         return self.root if (self.root / "JPEGImages").is_dir() else self.root / "VOCdevkit/VOC2012"
 
-    def prepare_data(self) -> None:
+    def download_data(self) -> None:
         if not self.download:
             return
         if not (self.voc_dir / "ImageSets/Segmentation/val.txt").is_file():
@@ -165,8 +167,7 @@ class VOCDataModule(SegmentationDataModule):
             if i not in val
         ]
 
-    def make_dataset(self, split: Split, transform) -> VOCDataset:
-        self.prepare_data()
+    def make_dataset(self, split: Split) -> VOCDataset:
         if not (self.voc_dir / "JPEGImages").is_dir():
             raise DataError(
                 f"data.root: no VOCdevkit/VOC2012/JPEGImages under {self.root}. {MANUAL}"
@@ -182,5 +183,4 @@ class VOCDataModule(SegmentationDataModule):
             self.num_classes,
             exif_orientation=self.exif_orientation,
             ignore_index=self.ignore_index,
-            transform=transform,
         )

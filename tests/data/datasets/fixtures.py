@@ -68,9 +68,9 @@ def write_voc(
 ) -> Path:
     """Pascal VOC 2012: VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation};
     masks are palette PNGs of classes 0..20 with a 255 boundary band. ``sbd`` extra images go into
-    SBD's release (``benchmark_RELEASE/dataset/cls/*.mat``, ``sbd_format="mat"``) or the pre-converted
-    ``SegmentationClassAug`` + ``train_aug.txt`` layout (``"aug"``); both also list one VOC val image,
-    which must never reach the training set."""
+    SBD's release (``benchmark_RELEASE/dataset/cls/*.mat``, ``sbd_format="mat"``) or the
+    pre-converted ``SegmentationClassAug`` + ``train_aug.txt`` layout (``"aug"``); both also list
+    one VOC val image, which must never reach the training set."""
     rng = np.random.default_rng(seed)
     voc = root / "VOCdevkit" / "VOC2012"
     for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):

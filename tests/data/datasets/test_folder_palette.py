@@ -23,7 +23,7 @@ def test_rgb_masks_map_to_class_ids_through_the_palette(tmp_path):
     dm = FolderDataModule(
         str(root), num_classes=3, palette=PALETTE, ignore_color=(255, 255, 255), num_workers=0
     )
-    _, mask, _ = dm.dataset("val").load(0)
+    _, mask, _ = dm.source("val").read(0)
     assert np.array_equal(mask.numpy(), ids)  # the same classes, 255 where the ignore colour is
     assert (mask[0] == 255).all()
 

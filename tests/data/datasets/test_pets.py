@@ -13,10 +13,10 @@ def test_trimaps_become_background_pet_and_ignored_boundary(tmp_path):
     assert dm.class_names == ["background", "pet"] and len(dm.palette) == 2
     # every 10th trainval line (from the first) is validation, the rest train; test is test.txt
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [9, 1, 3]
-    assert dm.dataset("val").pairs[0][0].name == "Abyssinian_trainval0.jpg"
+    assert dm.source("val").pairs[0][0].name == "Abyssinian_trainval0.jpg"
     sample = dm.dataset("test")[0]
-    trimap = dm.dataset("test").load(0)[1]
-    raw = torch.from_numpy(np.array(Image.open(dm.dataset("test").pairs[0][1])))
+    trimap = dm.source("test").read(0)[1]
+    raw = torch.from_numpy(np.array(Image.open(dm.source("test").pairs[0][1])))
     assert torch.equal(trimap == 1, raw == 1) and torch.equal(trimap == 0, raw == 2)
     assert torch.equal(trimap == 255, raw == 3)
     assert set(sample["mask"].unique().tolist()) == {0, 1, 255}
@@ -30,7 +30,7 @@ def test_boundary_option(tmp_path, boundary, value, num_classes):
     root = write_pets(tmp_path / "pets", trainval=2, test=1)
     dm = OxfordPetsDataModule(str(root), boundary=boundary, num_workers=0)
     assert dm.num_classes == num_classes
-    _, mask, _ = dm.dataset("test").load(0)
+    _, mask, _ = dm.source("test").read(0)
     assert value in mask.unique().tolist() and 255 not in mask.unique().tolist()
 
 

@@ -20,6 +20,7 @@ from seglab import (
     VOCDataModule,
 )
 from seglab.cli import main
+from seglab.data.cache import DecodedCache
 from seglab.data.checks import check_data
 from tests.conftest import TINY, write_folder_dataset
 from tests.data.datasets.fixtures import (
@@ -56,7 +57,7 @@ def _data(name: str, tmp_path, **kwargs):
 
 def _names(dataset) -> list[str]:
     parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
-    return [part.load(i)[2] for part in parts for i in range(len(part))]
+    return [part.source.read(i)[2] for part in parts for i in range(len(part))]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -114,7 +115,8 @@ def test_cached_val_samples_are_decoded_once_for_training_and_validation(tmp_pat
         dm.setup("fit")
     training_val = dm.train_dataset().datasets[1]
     assert training_val is not dm.dataset("val")  # another transform ...
-    assert training_val.cache.directory == dm.dataset("val").cache.directory  # ... the same cache
+    assert training_val.source is dm.dataset("val").source  # ... over the same cache
+    assert isinstance(training_val.source, DecodedCache)
 
 
 def test_check_data_still_reports_each_split_on_its_own(tmp_path):

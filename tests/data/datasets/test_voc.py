@@ -17,8 +17,8 @@ def test_palette_pngs_give_class_ids_and_boundaries_are_ignored(tmp_path):
         == [tuple(c) for c in default_palette(3).tolist()]
     )
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [4, 3, 3]
-    ds = dm.dataset("val")
-    _, mask, _ = ds.load(0)
+    ds = dm.source("val")
+    _, mask, _ = ds.read(0)
     png = Image.open(ds.pairs[0][1])
     assert png.mode == "P"  # indices, not colours
     assert np.array_equal(mask.numpy(), np.array(png))
@@ -32,14 +32,14 @@ def test_sbd_augmented_train_set_excludes_val_images(tmp_path, sbd_format):
         pytest.importorskip("scipy")
     root = write_voc(tmp_path / "voc", train=3, val=2, sbd=4, sbd_format=sbd_format)
     dm = VOCDataModule(str(root), use_sbd=True, num_workers=0)
-    train = dm.dataset("train")
+    train = dm.source("train")
     ids = [image.stem for image, _ in train.pairs]
-    val_ids = [image.stem for image, _ in dm.dataset("val").pairs]
+    val_ids = [image.stem for image, _ in dm.source("val").pairs]
     assert len(ids) == 3 + 4 and not set(ids) & set(val_ids)
     if sbd_format == "mat":
         # VOC's own annotation where there is one, SBD's .mat elsewhere
         assert [m.suffix for _, m in train.pairs] == [".png"] * 3 + [".mat"] * 4
-    _, mask, _ = train.load(len(ids) - 1)
+    _, mask, _ = train.read(len(ids) - 1)
     assert mask.shape == (48, 64) and int(mask.max()) <= 20
     assert set(train[len(ids) - 1]["mask"].unique().tolist()) <= {*range(21), 255}
 
