@@ -1,4 +1,4 @@
-"""One prepared check of seglab's CUDA paths, for the few minutes a GPU is lent (bench/gpu_check.sh).
+"""One prepared check of seglab's CUDA paths, for the minutes a GPU is lent (bench/gpu_check.sh).
 
     python bench/gpu_check.py [--device cuda] [--quick] [--out DIR] [--budget 450] [--only PART ...]
 
@@ -82,9 +82,8 @@ def environment(argv: list[str]) -> None:
         return
     props = torch.cuda.get_device_properties(0)
     memory = f"{props.total_memory / 2**30:.0f} GiB"
-    print(
-        f"cuda_device: {props.name}, {memory}, sm_{props.major}{props.minor}, CUDA {torch.version.cuda}"
-    )
+    capability = f"sm_{props.major}{props.minor}"
+    print(f"cuda_device: {props.name}, {memory}, {capability}, CUDA {torch.version.cuda}")
 
 
 class _Outcomes:
@@ -139,6 +138,9 @@ def plan(device: str, quick: bool) -> list[Part]:
     step, bf16 = on + step, f"{on}{step} --precision bf16-mixed"
     cl = f"{bf16} --channels_last"
     rates = "bare PyTorch vs seglab images/s, ratio, MFU"
+    segformer = f"{bf16} --arch segformer --encoder mit_b0"
+    tiles = "one tile per forward vs batched tiles, Gaussian weighting"
+    loading = "loader images/s, CPU vs on-device augmentation; data-wait fraction of training"
     step_overhead = bench("step_overhead:main")
     parts = [
         ("env", "versions and device", environment, on, 60),
@@ -146,11 +148,10 @@ def plan(device: str, quick: bool) -> list[Part]:
         ("step_unet_fp32", rates, step_overhead, step, 90),
         ("step_unet_bf16", rates, step_overhead, bf16, 90),
         ("step_unet_bf16_cl", rates, step_overhead, cl, 90),
-        ("step_segformer_bf16", rates, step_overhead, f"{bf16} --arch segformer --encoder mit_b0", 90),
-        ("sliding_window", "one tile per forward vs batched tiles, Gaussian weighting",
+        ("step_segformer_bf16", rates, step_overhead, segformer, 90),
+        ("sliding_window", tiles,
          bench("sliding_window:main"), f"{on}--tile_batch_size 8 --weighting gaussian {slide}", 60),
-        ("data_path", "loader images/s, CPU vs on-device augmentation; data-wait fraction of training",
-         bench("data_loading:main"), on + data, 150),
+        ("data_path", loading, bench("data_loading:main"), on + data, 150),
         ("step_unet_bf16_cl_compile", rates, step_overhead, f"{cl} --compile --repeats 1", 240),
     ]  # fmt: skip
     return [Part(name, about, run, argv.split(), limit) for name, about, run, argv, limit in parts]

@@ -1,7 +1,7 @@
 """Sliding-window throughput: tiles run in batches against one tile per forward pass.
 
-    python bench/sliding_window.py [--size 512 768] [--tile 128] [--tile_batch_size 8] [--device cpu]
-                                   [--encoder tu-test_resnet] [--weighting gaussian]
+    python bench/sliding_window.py [--size 512 768] [--tile 128] [--tile_batch_size 8]
+                                   [--device cpu] [--encoder tu-test_resnet] [--weighting gaussian]
 
 Same model (UNet, 19 classes, timm ``test_resnet`` encoder unless ``--encoder``), same image, same
 tiles and weighting; prints ``name: value unit`` lines and the ratio batched / one-at-a-time.

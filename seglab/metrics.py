@@ -15,8 +15,8 @@ from torchmetrics import Metric
 class ConfusionMatrix(Metric):
     """``confmat[t, p]`` = number of pixels of true class ``t`` predicted as ``p``.
 
-    torchmetrics' own ``MulticlassConfusionMatrix`` drops ignored pixels with boolean indexing, which
-    forces a device-to-host sync at every step; here ignored pixels go to an overflow bin with
+    torchmetrics' own ``MulticlassConfusionMatrix`` drops ignored pixels with boolean indexing,
+    which forces a device-to-host sync at every step; here ignored pixels go to an overflow bin with
     ``index_add_`` so ``update`` never waits for the device. The state is summed across ranks by
     torchmetrics when the metric is computed.
     """

@@ -92,7 +92,8 @@ def test_compiled_fit_saves_the_checkpoint_keys_of_an_uncompiled_one(tmp_path):
 
 class SyncCounter(L.Callback):
     """Host-device synchronisations inside each training step, as torch's sync debug mode reports
-    them (a warning for every synchronising call: ``.item()``, ``bool(tensor)``, blocking copies)."""
+    them (a warning for every synchronising call: ``.item()``, ``bool(tensor)``, blocking
+    copies)."""
 
     def __init__(self) -> None:
         self.per_step: list[int] = []

@@ -1,4 +1,4 @@
-"""The package's import graph: every module imports, layers point downward, nothing goes in circles."""
+"""The package's import graph: every module imports, layers point downward, no cycles."""
 
 from __future__ import annotations
 

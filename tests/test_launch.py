@@ -1,4 +1,5 @@
-"""experiments/launch/: torchrun on two simulated nodes, and the SLURM batch script under a fake srun."""
+"""experiments/launch/: torchrun on two simulated nodes, and the SLURM batch script under a fake
+srun."""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def test_torchrun_script_trains_on_two_simulated_nodes(tmp_path):
 
 
 def _fake_slurm(tmp_path: Path) -> Path:
-    """``srun`` that runs its command as task 0 of a one-node job; ``scontrol`` that records its call."""
+    """``srun`` that runs its command as task 0 of a one-node job; ``scontrol`` that records its
+    call."""
     bin_dir = tmp_path / "fake_slurm_bin"
     bin_dir.mkdir(exist_ok=True)
     scripts = {

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from seglab.metrics import ConfusionMatrix, metric_dict, scores_from_confusion
@@ -30,8 +31,21 @@ def test_scores_equal_hand_computed_values_with_an_absent_class():
 
 def test_metric_names_follow_the_contract():
     cm = torch.tensor([[3, 1], [0, 4]])
-    names = set(metric_dict(cm, "val", ["road", "car"]))
-    assert names == {"val/mIoU", "val/dice", "val/acc", "val/mAcc", "val/IoU/road", "val/IoU/car"}
+    metrics = metric_dict(cm, "val", ["road", "car"])
+    assert set(metrics) == {
+        "val/mIoU",
+        "val/dice",
+        "val/acc",
+        "val/mAcc",
+        "val/IoU/road",
+        "val/IoU/car",
+    }
+    # each name holds its own value: road (row 0) tp 3, fn 1 -> 3/4; car tp 4, fp 1 -> 4/5
+    expected = {"val/IoU/road": 3 / 4, "val/IoU/car": 4 / 5, "val/mIoU": (3 / 4 + 4 / 5) / 2}
+    expected |= {"val/dice": (6 / 7 + 8 / 9) / 2, "val/acc": 7 / 8, "val/mAcc": (3 / 4 + 1) / 2}
+    for name, value in expected.items():
+        assert metrics[name].dtype == torch.float32
+        assert float(metrics[name]) == pytest.approx(value, rel=1e-6), name
 
 
 def test_split_counts_are_pooled_not_an_average_of_per_image_scores():

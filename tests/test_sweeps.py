@@ -45,16 +45,21 @@ def agent_command(sweep: dict, values: dict) -> list[str]:
 def test_sweep_files_maximise_val_miou_and_run_seglab_fit(path, capsys):
     sweep = yaml.safe_load(path.read_text())
     assert sweep["metric"] == {"name": "val/mIoU", "goal": "maximize"}
-    argv = agent_command(sweep, sample(sweep["parameters"], random.Random(0)))
+    values = sample(sweep["parameters"], random.Random(0))
+    argv = agent_command(sweep, values)
     assert argv[:3] == ["/usr/bin/env", "seglab", "fit"]
-    # Every parameter is an option the CLI knows: the config resolves with the sampled values.
+    # Every parameter is an option the CLI knows: the config resolves with the sampled values
+    # (numbers compared; a loss may be printed in another form than the sweep writes it).
     config = argv[argv.index("--config") + 1]
     argv[argv.index("--config") + 1] = str(REPO / config)
     with pytest.raises(SystemExit):
         main([*argv[2:], "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
-    for name in sweep["parameters"]:
-        assert _get(printed, name) is not None
+    for name, value in values.items():
+        resolved = _get(printed, name)
+        assert resolved is not None, name
+        if isinstance(value, int | float):
+            assert resolved == pytest.approx(value), name
 
 
 def test_one_quickstart_trial_trains_with_the_substituted_values():

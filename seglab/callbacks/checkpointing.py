@@ -1,12 +1,13 @@
 """Checkpoints that survive crashes, and runs that resume where they stopped.
 
 - ``AtomicCheckpointIO`` writes every checkpoint (``last.ckpt`` too) to a temporary file in the same
-  directory, flushes it to disk and renames it over the target: a process killed at any moment leaves
-  either the old or the new checkpoint, never a truncated one. (Lightning's own writer buffers in
-  memory, then writes the target file in place.)
-- ``ResumeState`` stores the random number generators in every checkpoint, so a resumed run draws the
-  same shuffles and augmentations as an uninterrupted one, and on SIGTERM (pre-emption, ``scancel``,
-  SLURM's SIGUSR1 handled by Lightning's SLURM environment) saves ``last.ckpt`` before Lightning stops.
+  directory, flushes it to disk and renames it over the target: a process killed at any moment
+  leaves either the old or the new checkpoint, never a truncated one. (Lightning's own writer
+  buffers in memory, then writes the target file in place.)
+- ``ResumeState`` stores the random number generators in every checkpoint, so a resumed run draws
+  the same shuffles and augmentations as an uninterrupted one, and on SIGTERM (pre-emption,
+  ``scancel``, SLURM's SIGUSR1 handled by Lightning's SLURM environment) saves ``last.ckpt`` before
+  Lightning stops.
 """
 
 from __future__ import annotations

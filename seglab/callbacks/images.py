@@ -1,8 +1,8 @@
 """Prediction overlays of a fixed set of validation images every few epochs, for any logger.
 
 Also the pieces every image-logging callback needs (``ExplainImages`` uses them too): the same
-validation images every time, de-normalisation back to ``uint8``, colour overlays, and the fan-out to
-whatever loggers the run has (W&B-like ``log_image``, TensorBoard ``add_image``, else PNG files).
+validation images every time, de-normalisation back to ``uint8``, colour overlays, and the fan-out
+to whatever loggers the run has (W&B-like ``log_image``, TensorBoard ``add_image``, else PNG files).
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def log_images(
 ) -> None:
     """Sends ``uint8`` ``(H, W, 3)`` panels to ``loggers`` (default: the trainer's): through
     ``log_image`` (W&B), ``experiment.add_image`` (TensorBoard), or as PNG files
-    ``<log_dir>/<first part of key>/<rest of key>_step<step>_<i>.png`` (CSV, or no logger at all)."""
+    ``<log_dir>/<first part of key>/<rest of key>_step<step>_<i>.png`` (CSV, or no logger at
+    all)."""
     step = metrics_step(trainer)  # the step of the validation metrics these belong to
     loggers = trainer.loggers if loggers is None else loggers
     for logger in loggers:
@@ -113,8 +114,8 @@ class PredictionImages(L.Callback):
     ``every_n_epochs`` validation epochs, logged under ``predictions/val``.
 
     W&B gets each image with its ``ground_truth`` and ``predictions`` masks and the class names (the
-    masks can be toggled in the UI); other loggers get panels *image | ground truth | prediction* with
-    the classes coloured, through TensorBoard's ``add_image`` or as PNG files in
+    masks can be toggled in the UI); other loggers get panels *image | ground truth | prediction*
+    with the classes coloured, through TensorBoard's ``add_image`` or as PNG files in
     ``<log_dir>/predictions/``. Prediction uses the module's own inference settings (sliding window,
     TTA) and logging happens on rank zero only.
 

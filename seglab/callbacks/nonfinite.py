@@ -90,7 +90,8 @@ class NonFiniteLoss(L.Callback):
         self._pending.append((flag, event, loss, step, trainer.current_epoch, self._names))
 
     def _check(self, wait: bool) -> None:
-        """Raises on the first recorded non-finite loss that has reached the host (``wait``: all)."""
+        """Raises on the first recorded non-finite loss that has reached the host (with ``wait``:
+        waits for every recorded loss)."""
         while self._pending:
             flag, event, loss, step, epoch, names = self._pending[0]
             if event is not None and not wait and not event.query():

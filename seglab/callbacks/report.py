@@ -1,11 +1,11 @@
 """The per-class table and confusion matrix of every validation, for any logger.
 
-After every validation epoch: the per-class table (IoU, Dice, accuracy) and the confusion matrix. W&B
-gets a ``wandb.Table`` and its native confusion-matrix chart, built from the pixel counts
-(``wandb.plot.confusion_matrix`` would want one entry per pixel); TensorBoard gets the table as text;
-every logger with a directory (CSV, TensorBoard) gets both as CSV files. Logged from rank zero, at
-the step of the validation's metrics; the confusion matrix is the one the module synced over all
-ranks.
+After every validation epoch: the per-class table (IoU, Dice, accuracy) and the confusion matrix.
+W&B gets a ``wandb.Table`` and its native confusion-matrix chart, built from the pixel counts
+(``wandb.plot.confusion_matrix`` would want one entry per pixel); TensorBoard gets the table as
+text; every logger with a directory (CSV, TensorBoard) gets both as CSV files. Logged from rank
+zero, at the step of the validation's metrics; the confusion matrix is the one the module synced
+over all ranks.
 """
 
 from __future__ import annotations

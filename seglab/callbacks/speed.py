@@ -34,8 +34,8 @@ class Compile(L.Callback):
     would mean recompiles.
 
     Args:
-        module: the submodule's path in the LightningModule (``model``: SegmentationModule's network;
-            ``""``: the whole module).
+        module: the submodule's path in the LightningModule (``model``: SegmentationModule's
+            network; ``""``: the whole module).
         mode, backend, fullgraph, dynamic, options: ``torch.compile``'s arguments.
     """
 

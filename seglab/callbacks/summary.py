@@ -1,4 +1,4 @@
-"""Prints the best validation metrics when ``fit`` ends, so a run's result is readable at a glance."""
+"""Prints the best validation metrics when ``fit`` ends: a run's result, readable at a glance."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from seglab.errors import ConfigError
 
 
 class BestMetricsTable(L.Callback):
-    """Keeps the validation metrics of the epoch where ``monitor`` was best and prints them at the end
-    of ``fit``.
+    """Keeps the validation metrics of the epoch where ``monitor`` was best and prints them at the
+    end of ``fit``.
 
     Args:
         monitor: metric that decides the best epoch.

@@ -1,15 +1,15 @@
-"""W&B without surprises: offline when no API key is configured, and the whole resolved config logged.
+"""W&B without surprises: offline when no API key is configured, and the whole resolved config
+logged.
 
-``wandb.init`` with no API key prompts for one on a terminal and raises without one (a batch job), so a
-run that forgot ``wandb login`` would hang or die after the data was loaded. Before the loggers are
-built, seglab checks for a key the way wandb does and, finding none, switches W&B to offline mode with
-a one-line notice saying where the runs are and how to upload them.
+``wandb.init`` with no API key prompts for one on a terminal and raises without one (a batch job),
+so a run that forgot ``wandb login`` would hang or die after the data was loaded. Before the loggers
+are built, seglab checks for a key the way wandb does and, finding none, switches W&B to offline
+mode with a one-line notice saying where the runs are and how to upload them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,9 @@ import lightning as L
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from seglab.cli.config import entries_of
+from seglab.cli.messages import notice
 from seglab.compat import wandb_credentials_configured, wandb_settings_offline
 
 
@@ -41,16 +41,11 @@ def offline_without_credentials(logger: Any) -> Path | None:
     first = configs[0]
     root = first.get("save_dir") or first.get("dir") or os.environ.get("WANDB_DIR") or "."
     directory = Path(root) / "wandb"
-    _notice(
+    notice(
         f"W&B: no API key configured (WANDB_API_KEY or `wandb login`), so runs are stored offline "
         f"under {directory}; upload them later with `wandb sync {directory}/offline-run-*`"
     )
     return directory
-
-
-@rank_zero_only
-def _notice(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class SaveAndLogConfig(SaveConfigCallback):

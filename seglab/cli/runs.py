@@ -1,10 +1,10 @@
 """Where a run writes, and how ``--ckpt_path`` finds and checks what it resumes from.
 
 Every run of an experiment writes under one predictable directory, the *run directory*:
-``trainer.default_root_dir`` when given, else ``outputs/<experiment>`` with ``<experiment>`` the stem
-of the first ``--config`` file (``outputs/quickstart`` for ``experiments/quickstart.yaml``). Its
-``checkpoints/`` folder is the ``dirpath`` of every ``ModelCheckpoint`` that does not set its own,
-whatever the logger, so ``--ckpt_path last`` finds the newest ``last.ckpt`` of the experiment's
+``trainer.default_root_dir`` when given, else ``outputs/<experiment>`` with ``<experiment>`` the
+stem of the first ``--config`` file (``outputs/quickstart`` for ``experiments/quickstart.yaml``).
+Its ``checkpoints/`` folder is the ``dirpath`` of every ``ModelCheckpoint`` that does not set its
+own, whatever the logger, so ``--ckpt_path last`` finds the newest ``last.ckpt`` of the experiment's
 previous run instead of looking in a new logger version folder.
 """
 
@@ -71,9 +71,9 @@ def find_last_checkpoint(directories: list[Path]) -> Path | None:
 
 
 def read_checkpoint(path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
-    """A checkpoint's contents (tensors memory-mapped, so this is cheap), or an error naming the file
-    and what is wrong: missing, truncated or not a torch file, needing arbitrary unpickling (refused
-    unless ``weights_only`` is False), or not a Lightning checkpoint."""
+    """A checkpoint's contents (tensors memory-mapped, so this is cheap), or an error naming the
+    file and what is wrong: missing, truncated or not a torch file, needing arbitrary unpickling
+    (refused unless ``weights_only`` is False), or not a Lightning checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--ckpt_path: {path} does not exist")

@@ -1,13 +1,13 @@
 """Sliding-window inference: logits of images larger than the model should see at once.
 
-The image is covered by tiles of ``tile_size`` placed every ``stride`` pixels; the last row and column
-of tiles is moved back to end flush with the image edge, so no tile reaches past the border and no
-pixel is predicted from padding (an image smaller than a tile is padded once, then cropped back).
-Overlapping logits are averaged with uniform or Gaussian weights; Gaussian weights trust the centre
-of a tile, where the network sees the most context, more than its edges.
+The image is covered by tiles of ``tile_size`` placed every ``stride`` pixels; the last row and
+column of tiles is moved back to end flush with the image edge, so no tile reaches past the border
+and no pixel is predicted from padding (an image smaller than a tile is padded once, then cropped
+back). Overlapping logits are averaged with uniform or Gaussian weights; Gaussian weights trust the
+centre of a tile, where the network sees the most context, more than its edges.
 
-Tiles run through the model ``tile_batch_size`` at a time. The sums are kept in float32 on the image's
-device; when that device has no room for them (a 19-class 2048x1024 image needs 160 MB of
+Tiles run through the model ``tile_batch_size`` at a time. The sums are kept in float32 on the
+image's device; when that device has no room for them (a 19-class 2048x1024 image needs 160 MB of
 accumulators next to the model's activations) they are kept in host memory instead.
 """
 
@@ -34,7 +34,7 @@ def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
-    """Offsets of the tiles along one axis: every ``stride`` pixels, the last one flush with the edge."""
+    """Offsets of the tiles on one axis: every ``stride`` pixels, the last flush with the edge."""
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile + 1, stride))
@@ -134,7 +134,7 @@ def sliding_window(
     th, tw = pair(tile_size)
     sh, sw = tile_stride((th, tw), overlap, stride)
     h, w = image.shape[-2:]
-    # An image smaller than a tile is padded to one tile (bottom/right), and the logits cropped back.
+    # An image smaller than a tile is padded to one tile (bottom/right); its logits are cropped.
     pad_h, pad_w = max(0, th - h), max(0, tw - w)
     if pad_h or pad_w:
         image = F.pad(image, (0, pad_w, 0, pad_h))

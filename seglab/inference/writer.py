@@ -197,38 +197,3 @@ def input_names(loaders: Any) -> list[str]:
         files = [dataset.image_file(i) for i in range(len(dataset))]
         names += [str(f) for f in files if f is not None]
     return names
-
-
-def add_prediction_arguments(parser: Any) -> None:
-    """``seglab predict`` options that say where and what to write (see ``PredictionWriter``)."""
-    parser.add_argument(
-        "--output_dir", type=str | None, default=None, help="write predictions here, per batch"
-    )
-    parser.add_argument("--overwrite", type=bool, default=False, help="replace existing outputs")
-    parser.add_argument("--save_color", type=bool, default=False, help="also a palette PNG")
-    parser.add_argument("--save_overlay", type=bool, default=False, help="also a blended overlay")
-    parser.add_argument(
-        "--save_probabilities",
-        type=Literal["npy", "pt"] | None,
-        default=None,
-        help="also per-class probabilities (float16)",
-    )
-
-
-def attach_prediction_writer(cli: Any) -> PredictionWriter | None:
-    """Adds a ``PredictionWriter`` to the CLI's trainer when ``--output_dir`` is given, and stops
-    Lightning from also keeping every prediction in memory."""
-    config = cli.config_init["predict"]
-    if not config.get("output_dir"):
-        return None
-    writer = PredictionWriter(
-        config["output_dir"],
-        overwrite=config["overwrite"],
-        color=config["save_color"],
-        overlay=config["save_overlay"],
-        probabilities=config["save_probabilities"],
-    )
-    cli.trainer.callbacks.append(writer)
-    if config.get("return_predictions") is None:
-        config["return_predictions"] = False
-    return writer

@@ -1,17 +1,18 @@
 """Pretrained encoder weights, offline first.
 
 ``model.encoder_weights`` is either
-  * a named weight set (``imagenet`` ...): smp encoders fetch ``smp-hub/<encoder>.<weights>`` and timm
-    encoders (``tu-<name>``) their default pretrained tag through the Hugging Face hub cache
+  * a named weight set (``imagenet`` ...): smp encoders fetch ``smp-hub/<encoder>.<weights>`` and
+    timm encoders (``tu-<name>``) their default pretrained tag through the Hugging Face hub cache
     (``HF_HOME``) or torch hub (``TORCH_HOME``); or
   * a local file (one rule everywhere, ``is_weights_file``: a path with a weights suffix or a
-    directory part, or any existing file): ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=
-    True)``), ``.safetensors``, or a Lightning ``.ckpt``. A file of a whole seglab or smp model gives
-    its encoder's tensors (``model.encoder.*``, ``encoder.*``); a classification checkpoint
-    (timm's ``model.state_dict()``, a torchvision or hub file) gives the encoder its layers and
-    drops exactly the layers the encoder does not have (the classifier, and heads such as
-    EfficientNet's ``conv_head``/``bn2``: said in one line); anything else that does not fit is an
-    error naming the keys. The same for every architecture, smp's and the classic ones.
+    directory part, or any existing file): ``.pth``/``.pt``/``.bin``
+    (``torch.load(weights_only=True)``), ``.safetensors``, or a Lightning ``.ckpt``. A file of a
+    whole seglab or smp model gives its encoder's tensors (``model.encoder.*``, ``encoder.*``); a
+    classification checkpoint (timm's ``model.state_dict()``, a torchvision or hub file) gives the
+    encoder its layers and drops exactly the layers the encoder does not have (the classifier, and
+    heads such as EfficientNet's ``conv_head``/``bn2``: said in one line); anything else that does
+    not fit is an error naming the keys. The same for every architecture, smp's and the classic
+    ones.
 
 Cluster nodes often have no internet. Cached weights are loaded with the hub forced offline (no
 network call at all); weights that are missing while the host is unreachable (probed with a 3 s
@@ -125,13 +126,15 @@ def load_encoder_weights(encoder: nn.Module, tensors: dict[str, Tensor], path: s
     encoder.load_state_dict(tensors, strict=False)
     if dropped:
         rank_zero_info(
-            f"model.encoder_weights: {path}: left out {', '.join(dropped)} (not layers of the encoder)"
+            f"model.encoder_weights: {path}: left out {', '.join(dropped)} "
+            "(not layers of the encoder)"
         )
 
 
 # --- named weight sets ---------------------------------------------------------------------------
 def weight_sources(encoder_name: str, encoder_weights: str) -> list[tuple[str, str, str | None]]:
-    """Where a named weight set comes from: ``("hf", repo_id, revision)`` or ``("url", url, None)``."""
+    """Where a named weight set comes from: ``("hf", repo_id, revision)`` or
+    ``("url", url, None)``."""
     if encoder_name.startswith("tu-"):
         import timm
 
@@ -222,9 +225,10 @@ def named_weights_available(
                 + ("HF_HUB_OFFLINE is set" if offline else f"{host} cannot be reached")
                 + ". Either fetch them where there is internet, into the cache this machine reads "
                 f"(HF_HOME={constants.HF_HOME}, TORCH_HOME={torch.hub.get_dir()}): "
-                "`seglab weights fetch` with the experiment's --config; or copy a weights file here "
-                "and pass its path: --model.encoder_weights /path/to/encoder.pth (.pth, "
-                ".safetensors or a seglab .ckpt); or train from scratch: --model.encoder_weights null."
+                "`seglab weights fetch` with the experiment's --config; or copy a weights file "
+                "here and pass its path: --model.encoder_weights /path/to/encoder.pth (.pth, "
+                ".safetensors or a seglab .ckpt); or train from scratch: "
+                "--model.encoder_weights null."
             )
     yield
 

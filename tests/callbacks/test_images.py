@@ -7,6 +7,7 @@ import csv
 import lightning as L
 import numpy as np
 import pytest
+import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -18,8 +19,10 @@ from seglab.callbacks import (
     ExplainImages,
     PredictionImages,
 )
-from seglab.callbacks.images import color_overlay
+from seglab.callbacks.images import class_palette, color_overlay, to_uint8
 from seglab.cli import SeglabCLI
+from seglab.data.batch import unpack_batch
+from seglab.inference import predict_logits
 from seglab.models import SegmentationModule
 from tests.conftest import TINY, write_folder_dataset
 
@@ -68,6 +71,18 @@ def test_csv_gets_png_panels_and_tensorboard_gets_images_and_tables(tmp_path):
     panel = np.array(Image.open(files[0]))
     assert panel.shape == (64, 3 * 64, 3)
     assert not np.array_equal(panel[:, 64:128], panel[:, 128:])  # truth and prediction differ
+    # The first validation image as uint8, then the same image coloured by its mask and by the
+    # prediction of the model (the same after the last validation: fit ends there).
+    image, mask, _ = unpack_batch(next(iter(cli.datamodule.val_dataloader())))
+    model = cli.model.eval()
+    with torch.no_grad():
+        settings = getattr(model, "inference", None)  # as the callback reads them
+        prediction = predict_logits(model, image[:1], settings).argmax(1)[0].numpy()
+    palette = class_palette(cli.datamodule, model, len(model.class_names))
+    photo = to_uint8(image[0], cli.datamodule)
+    assert np.array_equal(panel[:, :64], photo)
+    assert np.array_equal(panel[:, 64:128], color_overlay(photo, mask[0].numpy(), palette))
+    assert np.array_equal(panel[:, 128:], color_overlay(photo, prediction, palette))
 
     # per-class CSV of every epoch: one row per class, IoU equal to the logged metric
     report = tmp_path / "csv" / "version_0" / "per_class"

@@ -166,9 +166,9 @@ def test_best_checkpoint_is_a_model_artifact_with_its_metrics(run):
     assert [entry.path for entry in artifact.manifest.contents] == ["model.ckpt"]
     (entry,) = artifact.manifest.contents  # a copy in the run's own folder, not a user-wide stage
     assert Path(entry.local_path) == run_dir / "files" / "model.ckpt"
-    assert Path(entry.local_path).is_file()
-    metadata = json.loads(artifact.metadata)
     checkpoint = fit.trainer.checkpoint_callback
+    assert Path(entry.local_path).read_bytes() == Path(checkpoint.best_model_path).read_bytes()
+    metadata = json.loads(artifact.metadata)
     assert metadata["checkpoint"] == Path(checkpoint.best_model_path).name
     assert metadata["val/mIoU"] == pytest.approx(float(checkpoint.best_model_score))
     assert "val/IoU/circle" in metadata and "epoch" in metadata

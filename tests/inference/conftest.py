@@ -1,4 +1,5 @@
-"""A tiny trained checkpoint shared by the inference tests (one optimizer step of the TINY config)."""
+"""A tiny trained checkpoint shared by the inference tests: one optimizer step of the TINY
+config."""
 
 from __future__ import annotations
 

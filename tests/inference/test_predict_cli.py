@@ -1,6 +1,9 @@
-"""``seglab predict --data.predict_dir DIR --output_dir OUT``: one class-id PNG per image, any size."""
+"""``seglab predict --data.predict_dir DIR --output_dir OUT``: one class-id PNG per image, any
+size."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,9 @@ import yaml
 from PIL import Image
 
 from seglab.cli import main
+from seglab.data.batch import unpack_batch
 from seglab.data.io import DataError
+from seglab.inference import Inference, predict_logits
 from seglab.inference.writer import PredictionWriter
 from tests.conftest import TINY, user_error
 from tests.data.awkward_files import save_jpeg
@@ -67,7 +72,7 @@ def test_sliding_window_with_tta_predicts_from_a_list_file(checkpoint, tmp_path)
     write_images(tmp_path / "images", {"a": (45, 67), "b": (50, 40), "c": (40, 40)})
     (tmp_path / "images" / "list.txt").write_text("b\na.png\n")  # stems or file names
     out = tmp_path / "out"
-    predict(
+    cli = predict(
         checkpoint,
         tmp_path / "images" / "list.txt",
         out,
@@ -82,6 +87,21 @@ def test_sliding_window_with_tta_predicts_from_a_list_file(checkpoint, tmp_path)
     )
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_probs.pt", "b.png", "b_probs.pt"]
     assert np.array(Image.open(out / "a.png")).shape == (45, 67)
+    # The written probabilities are the sliding window's with TTA, on the images as the data
+    # module gives them to the model; not those of one pass over the whole image.
+    settings = Inference(mode="slide", tile_size=32, hflip=True)
+    model, datamodule = cli.model.eval(), cli.datamodule
+    stems = []
+    for batch in datamodule.predict_dataloader():
+        image, _, (name,) = unpack_batch(datamodule.on_after_batch_transfer(batch, 0))
+        stems.append(Path(name).stem)
+        written = torch.load(out / f"{stems[-1]}_probs.pt").float()[None]
+        with torch.no_grad():
+            expected = predict_logits(model, image, settings).softmax(1)
+            whole = model(image).softmax(1)
+        torch.testing.assert_close(written, expected, atol=2e-3, rtol=0)  # float16 in the file
+        assert not torch.allclose(written, whole, atol=2e-2)
+    assert stems == ["b", "a"]
 
 
 def test_existing_outputs_are_refused_unless_overwrite(checkpoint, tmp_path):
@@ -124,6 +144,10 @@ def test_validate_logs_tta_passes_with_sliding_window_metrics(checkpoint):
     metrics = cli.trainer.callback_metrics
     assert float(metrics["val/tta_passes"]) == 4
     assert 0.0 <= float(metrics["val/mIoU"]) <= 1.0
+    # The settings change what is measured: one whole-image pass gives another loss.
+    plain = main(["validate", *TINY, "--ckpt_path", str(checkpoint)]).trainer.callback_metrics
+    assert float(plain["val/tta_passes"]) == 1
+    assert float(plain["val/loss"]) != pytest.approx(float(metrics["val/loss"]), rel=1e-4)
 
 
 def test_predict_from_the_checkpoint_alone_equals_predict_with_the_experiment(tmp_path):

@@ -79,6 +79,40 @@ def test_images_smaller_than_a_tile_are_padded_and_cropped_back(unet):
     image = torch.randn(1, 3, 45, 67)
     logits = predict_logits(unet, image, Inference(mode="slide", tile_size=96))
     assert logits.shape == (1, 3, 45, 67) and torch.isfinite(logits).all()
+    # Each pixel is cropped back from where it was: a 1x1 convolution, which no padding affects,
+    # gives exactly its direct result (padding on the wrong side would shift every pixel).
+    torch.manual_seed(0)
+    pointwise = nn.Conv2d(3, 4, kernel_size=1).eval()
+    stitched = sliding_window(pointwise, image, tile_size=(96, 80))
+    torch.testing.assert_close(stitched, pointwise(image), rtol=1e-5, atol=1e-5)
+
+
+def tile_means(tiles: torch.Tensor) -> torch.Tensor:
+    """A "model" whose logits are constant over each tile: the tile's mean, and its negative."""
+    mean = tiles.mean((1, 2, 3), keepdim=True)
+    return torch.cat([mean, -mean], 1).expand(-1, -1, *tiles.shape[-2:])
+
+
+def test_overlapping_tiles_are_averaged_with_the_chosen_weights_at_the_given_stride():
+    """With one value per tile, every pixel must be the weighted average of the tiles covering it,
+    worked out here by hand from the tile offsets at the given stride and each weighting's
+    weights: a stride or a weighting that is not applied gives other numbers."""
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 40, 50)
+    (th, tw), (sh, sw) = (16, 20), (10, 12)
+    stitched = {}
+    for weighting in ("uniform", "gaussian"):
+        weights = torch.ones(th, tw) if weighting == "uniform" else gaussian_weights((th, tw))
+        total, weight = torch.zeros(40, 50), torch.zeros(40, 50)
+        for y, x in itertools.product(tile_starts(40, th, sh), tile_starts(50, tw, sw)):
+            total[y : y + th, x : x + tw] += weights * image[0, :, y : y + th, x : x + tw].mean()
+            weight[y : y + th, x : x + tw] += weights
+        stitched[weighting] = sliding_window(
+            tile_means, image, (th, tw), stride=(sh, sw), weighting=weighting, tile_batch_size=2
+        )
+        torch.testing.assert_close(stitched[weighting][0, 0], total / weight)
+        torch.testing.assert_close(stitched[weighting][0, 1], -total / weight)
+    assert not torch.allclose(stitched["uniform"], stitched["gaussian"], atol=1e-3)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])

@@ -75,8 +75,10 @@ def test_absent_weights_offline_fail_fast_with_instructions(tmp_path, monkeypatc
         "main(['fit', '--config', 'experiments/quickstart.yaml', '--trainer.fast_dev_run', '1',"
         " '--model.encoder_weights', 'imagenet', '--trainer.logger', 'false'])"
     )
-    for offline in ("0", "1"):  # unreachable host, and HF_HUB_OFFLINE=1
-        env = {**os.environ, "HF_HUB_OFFLINE": offline}
+    # An unreachable hub (a name that never resolves: the same on a machine with internet), and
+    # HF_HUB_OFFLINE=1.
+    for offline in ("0", "1"):
+        env = {**os.environ, "HF_HUB_OFFLINE": offline, "HF_ENDPOINT": "https://hub.invalid"}
         start = time.monotonic()
         run = subprocess.run(
             [sys.executable, "-c", code],
@@ -119,11 +121,40 @@ def test_unknown_weight_set_lists_the_choices():
         create_model("unet", "resnet18", "imagenet22k")
 
 
-def test_weights_command_fetch_skips_configs_without_downloads_and_list_runs(capsys):
+def test_weights_command_fetch_skips_configs_without_downloads(capsys):
     main(["weights", "fetch", "--config", str(REPO / "experiments/quickstart.yaml")])
     assert "nothing to download" in capsys.readouterr().out
-    main(["weights", "list"])
-    assert capsys.readouterr().out.strip()
+
+
+def test_weights_list_shows_the_cached_weights_of_both_caches(tmp_path):
+    """A weight set in the Hugging Face hub cache (its real layout: blobs, a snapshot linking to
+    them, a ref) and a torch hub file, each listed with its size."""
+    repo = tmp_path / "hf" / "hub" / "models--smp-hub--resnet18.imagenet"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    for folder in ("blobs", "refs", f"snapshots/{commit}"):
+        (repo / folder).mkdir(parents=True)
+    (repo / "blobs" / "a1b2c3").write_bytes(b"\0" * 3_000_000)
+    (repo / "snapshots" / commit / "model.safetensors").symlink_to("../../blobs/a1b2c3")
+    (repo / "refs" / "main").write_text(commit)
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "resnet18-f37072fd.pth").write_bytes(b"\0" * 2_000_000)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
+    }
+    env |= {"HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch")}
+    listed = subprocess.run(
+        [sys.executable, "-m", "seglab", "weights", "list"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    assert ["hf", "smp-hub/resnet18.imagenet", "3.0", "MB", str(repo)] in lines, listed.stdout
+    assert ["url", "resnet18-f37072fd.pth", "2.0", "MB"] in [line[:4] for line in lines]
 
 
 def test_weights_fetch_without_network_fails_in_one_line(tmp_path, monkeypatch, capsys):

@@ -4,16 +4,16 @@ Long, Shelhamer, Darrell: "Fully Convolutional Networks for Semantic Segmentatio
 (https://arxiv.org/abs/1411.4038).
 
 A classification network becomes a dense predictor: a 1x1 "score" convolution turns the deepest
-features (stride 32) into per-class scores, which a transposed convolution upsamples back to the input.
-FCN-16s and FCN-8s fuse finer scores from the stride-16 and stride-8 features ("skips") before
-upsampling, recovering detail the stride-32 map cannot hold. As in the paper, the skip score layers
-start at zero (the fused net starts as its coarser parent) and every upsampling is a learnable
-transposed convolution initialised to bilinear interpolation.
+features (stride 32) into per-class scores, which a transposed convolution upsamples back to the
+input. FCN-16s and FCN-8s fuse finer scores from the stride-16 and stride-8 features ("skips")
+before upsampling, recovering detail the stride-32 map cannot hold. As in the paper, the skip score
+layers start at zero (the fused net starts as its coarser parent) and every upsampling is a
+learnable transposed convolution initialised to bilinear interpolation.
 
 The paper's VGG-16 padded its first convolution by 100 pixels and cropped the upsampled scores back;
 here the features of each stride are aligned by a centred crop or pad instead, so any timm backbone
-that exposes stride 8, 16 and 32 features works (``vgg16_bn``'s fc6/fc7 "pre-logits" convolution, the
-paper's deepest layer, is used as its stride-32 feature).
+that exposes stride 8, 16 and 32 features works (``vgg16_bn``'s fc6/fc7 "pre-logits" convolution,
+the paper's deepest layer, is used as its stride-32 feature).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def bilinear_kernel(channels: int, factor: int) -> Tensor:
     """Weights ``(channels, channels, 2 * factor, 2 * factor)`` of a transposed convolution (stride
     ``factor``, padding ``factor // 2``) that upsamples each channel bilinearly: in the interior it
     equals ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)``; within
-    ``factor // 2`` pixels of the border it treats the outside as zeros where interpolate repeats the
-    edge pixel."""
+    ``factor // 2`` pixels of the border it treats the outside as zeros where interpolate repeats
+    the edge pixel."""
     size = 2 * factor
     center = factor - 0.5
     taps = 1 - (torch.arange(size, dtype=torch.float32) - center).abs() / factor
@@ -43,8 +43,8 @@ def bilinear_kernel(channels: int, factor: int) -> Tensor:
 
 
 class BilinearUpsample(nn.ConvTranspose2d):
-    """A learnable ``factor`` x upsampling initialised to bilinear interpolation (the output is exactly
-    ``factor`` times the input size)."""
+    """A learnable ``factor`` x upsampling initialised to bilinear interpolation (the output is
+    exactly ``factor`` times the input size)."""
 
     def __init__(self, channels: int, factor: int) -> None:
         if factor < 2 or factor % 2:

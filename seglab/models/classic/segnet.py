@@ -1,14 +1,15 @@
 """SegNet: an encoder-decoder whose decoder upsamples with the encoder's max-pooling indices.
 
-Badrinarayanan, Kendall, Cipolla: "SegNet: A Deep Convolutional Encoder-Decoder Architecture for Image
-Segmentation", TPAMI 2017 (https://arxiv.org/abs/1511.00561).
+Badrinarayanan, Kendall, Cipolla: "SegNet: A Deep Convolutional Encoder-Decoder Architecture for
+Image Segmentation", TPAMI 2017 (https://arxiv.org/abs/1511.00561).
 
-The encoder is VGG-16-BN's 13 convolutions (stages of 2, 2, 3, 3, 3 conv-BN-ReLU, each followed by 2x2
-max-pooling). Each pooling remembers where its maxima came from; the mirrored decoder "max-unpools"
-(puts each value back at its remembered position, zeros elsewhere) and densifies the sparse map with
-convolutions. Storing indices instead of whole feature maps (as U-Net does) keeps memory low, and the
-boundaries stay where the encoder found them. ``depths`` and ``widths`` shrink the network for tests.
-The paper initialised the encoder from ImageNet VGG-16; here it starts from random weights.
+The encoder is VGG-16-BN's 13 convolutions (stages of 2, 2, 3, 3, 3 conv-BN-ReLU, each followed by
+2x2 max-pooling). Each pooling remembers where its maxima came from; the mirrored decoder
+"max-unpools" (puts each value back at its remembered position, zeros elsewhere) and densifies the
+sparse map with convolutions. Storing indices instead of whole feature maps (as U-Net does) keeps
+memory low, and the boundaries stay where the encoder found them. ``depths`` and ``widths`` shrink
+the network for tests. The paper initialised the encoder from ImageNet VGG-16; here it starts from
+random weights.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Ronneberger, Fischer, Brox: "U-Net: Convolutional Networks for Biomedical Image Segmentation",
 MICCAI 2015 (https://arxiv.org/abs/1505.04597).
 
-A contracting path of double 3x3 convolutions and 2x2 max-pooling (the width doubling at every level)
-and a symmetric expanding path that upsamples, concatenates the contracting path's features of the
-same resolution (the "skip"), and convolves them. Concatenation hands the decoder the full-resolution
-detail pooling threw away. Differences from the paper, on purpose:
+A contracting path of double 3x3 convolutions and 2x2 max-pooling (the width doubling at every
+level) and a symmetric expanding path that upsamples, concatenates the contracting path's features
+of the same resolution (the "skip"), and convolves them. Concatenation hands the decoder the
+full-resolution detail pooling threw away. Differences from the paper, on purpose:
 
 - convolutions are padded, so the output has the input's size; the paper used unpadded ("valid")
   convolutions, predicted a smaller centre and tiled large images with mirrored borders;
@@ -114,7 +114,8 @@ class UNet(nn.Module):
             )
         if upsampling not in ("transposed", "bilinear"):
             raise ConfigError(
-                f"model.model_kwargs.upsampling must be 'transposed' or 'bilinear', got {upsampling!r}"
+                "model.model_kwargs.upsampling must be 'transposed' or 'bilinear', "
+                f"got {upsampling!r}"
             )
         widths = [base_width * 2**i for i in range(depth + 1)]
         self.encoder = UNetEncoder(in_channels, widths, batch_norm)

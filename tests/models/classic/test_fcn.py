@@ -27,7 +27,10 @@ def test_transposed_convolution_starts_as_bilinear_interpolation(factor):
 
 
 def test_upsampling_is_learnable():
-    assert BilinearUpsample(4, 2).weight.requires_grad
+    up = BilinearUpsample(4, 2)
+    assert any(p is up.weight for p in up.parameters()) and up.weight.requires_grad
+    up(torch.randn(1, 4, 3, 3)).square().sum().backward()  # the output depends on the weights
+    assert up.weight.grad is not None and up.weight.grad.abs().sum() > 0
 
 
 def test_skip_scores_start_at_zero_so_fcn8s_starts_as_its_coarser_parent():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from seglab.models import SegmentationModule
 from seglab.models.classic import unet_original
@@ -12,6 +13,14 @@ def test_output_has_the_input_size(upsampling):
     model = unet_original(num_classes=3, depth=2, base_width=4, upsampling=upsampling)
     assert model(torch.randn(1, 3, 16, 24)).shape == (1, 3, 16, 24)
     assert model.encoder.output_stride == 4
+    # each decoder level upsamples the chosen way: a 2x2 up-convolution, or bilinear + convolution
+    kinds = {
+        type(m)
+        for level in model.decoder
+        for m in level.modules()
+        if isinstance(m, nn.ConvTranspose2d | nn.Upsample)
+    }
+    assert kinds == {nn.ConvTranspose2d if upsampling == "transposed" else nn.Upsample}
 
 
 def test_widths_double_per_level_and_skips_are_concatenated():
