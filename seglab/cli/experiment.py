@@ -26,7 +26,6 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from seglab.callbacks import BestMetricsTable, Throughput
@@ -34,6 +33,7 @@ from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
 from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
 from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
+from seglab.cli.messages import notice
 from seglab.cli.migration import MOVED_SETTINGS, old_form_hint, old_form_value
 from seglab.cli.runs import (
     checkpoint_directories,
@@ -103,12 +103,6 @@ class SeglabParser(LightningArgumentParser):
         reason = old_form_hint(message) or condense_parse_error(message)
         sys.stderr.write(f"{prog}: error: {reason}\n  (options: {prog} --help)\n")
         self.exit(2)
-
-
-@rank_zero_only
-def notice(message: str) -> None:
-    """A one-line message to the user, from one process only."""
-    print(message, file=sys.stderr, flush=True)
 
 
 class SeglabCLI(LightningCLIHooks):

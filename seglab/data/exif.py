@@ -44,11 +44,6 @@ def exif_orientation(image: Image.Image) -> int:
     return value if value in ORIENTATIONS else 1
 
 
-def swaps_height_and_width(orientation: int) -> bool:
-    """Orientations 5-8 turn the image by 90°: the displayed image is W x H."""
-    return orientation >= 5
-
-
 # How viewers turn the stored pixels of each orientation: the axes reversed (rows -2, columns -1),
 # then whether rows and columns are swapped (6 and 8 are the quarter turns, 5 and 7 the diagonal
 # mirrors).

@@ -18,7 +18,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
 from seglab.data.stats import class_pixel_counts, training_set
-from seglab.errors import ConfigError
+from seglab.errors import ConfigError, DataError, SeglabError
 from seglab.losses import needing_class_counts
 
 
@@ -40,18 +40,25 @@ class ClassWeightsFromData(L.Callback):
         if not waiting:
             return
         hp = pl_module.hparams
+        rules = ", ".join(sorted({loss.weight_rule for loss in waiting}))
         if trainer.datamodule is None:
-            rules = ", ".join(sorted({loss.weight_rule for loss in waiting}))
             raise ConfigError(
                 f"class_weights: {rules} counts the training masks of a data module, and this "
                 "trainer has none (it was given loaders): give the weights as numbers"
             )
-        counts = None
+        # One process counts; a mistake it finds stops every process (none waits for the counts).
+        counts, problem = None, None
         if trainer.is_global_zero:
-            dataset = training_set(trainer.datamodule)
-            workers = getattr(trainer.datamodule, "num_workers", 0)
-            counts = class_pixel_counts(dataset, hp.num_classes, hp.ignore_index, workers)
-        counts = trainer.strategy.broadcast(counts, src=0)
+            try:
+                dataset = training_set(trainer.datamodule)
+                workers = getattr(trainer.datamodule, "num_workers", 0)
+                counts = class_pixel_counts(dataset, hp.num_classes, hp.ignore_index, workers)
+            except SeglabError as e:
+                problem = (isinstance(e, DataError), f"class_weights: {rules}: {e}")
+        counts, problem = trainer.strategy.broadcast((counts, problem), src=0)
+        if problem is not None:
+            data_problem, message = problem
+            raise DataError(message) if data_problem else ConfigError(message)
         names = list(pl_module.class_names)
         for loss in waiting:
             weights = loss.fit_class_counts(counts)

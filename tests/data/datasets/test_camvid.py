@@ -48,5 +48,6 @@ def test_the_recipe_cut_to_a_few_steps_still_warms_up_and_ends_validated(tmp_pat
     assert "val/mIoU" in cli.trainer.callback_metrics  # validated at step 67, not only at 500
     best = torch.load(cli.trainer.checkpoint_callback.best_model_path, weights_only=True)
     assert best["global_step"] == 67
-    factor = cli.trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
-    assert [factor(0), factor(1)] == [0.5, 1.0]  # warmup_ratio 0.03 of 67 steps: 2 steps
+    schedule = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert schedule.total_steps == 67  # the run's length, from the trainer
+    assert [schedule.factor(0), schedule.factor(1)] == [0.5, 1.0]  # warmup_ratio 0.03: 2 steps
