@@ -8,10 +8,10 @@
 Both loops train the same network (``create_model`` through ``SegmentationModule``), with the same
 loss object, the same grouped AdamW (``param_groups``), a ``PolyLR`` stepped every iteration,
 on the same in-memory batches from a ``DataLoader`` over a ``TensorDataset``. The seglab side is a
-``Trainer`` configured the way ``seglab fit`` runs it: CSVLogger, TQDM progress bar, checkpointing on
-(saved when training ends, outside the timed window), ``log_every_n_steps`` at Lightning's default,
-the CLI's default callbacks (``ResumeState``, ``Throughput``, ``NonFiniteLoss``) and checkpoint
-plugin; ``--channels_last``/``--compile`` add the ``ChannelsLast``/``Compile`` callbacks.
+``Trainer`` configured the way ``seglab fit`` runs it: CSVLogger, TQDM progress bar, checkpointing
+on (saved when training ends, outside the timed window), ``log_every_n_steps`` at Lightning's
+default, the CLI's default callbacks (``ResumeState``, ``Throughput``, ``NonFiniteLoss``) and
+checkpoint plugin; ``--channels_last``/``--compile`` add the ``ChannelsLast``/``Compile`` callbacks.
 
 Each step is timed from its start to the next step's start (on CUDA after waiting for the device,
 on both sides alike), so every per-step cost of the loop is inside it: fetching the batch, hooks,

@@ -28,9 +28,9 @@ class LightningCLIHooks(LightningCLI):
     """Two points of ``LightningCLI`` (lightning 2.4-2.6) that have no public hook."""
 
     def _parse_ckpt_path(self) -> None:
-        # __init__ calls this right after parsing to merge the checkpoint's hyper-parameters into the
-        # config, with torch.load(weights_only=True) whatever --weights_only says and no error that
-        # names the file. seglab resolves, checks and merges the checkpoint itself.
+        # __init__ calls this right after parsing to merge the checkpoint's hyper-parameters into
+        # the config, with torch.load(weights_only=True) whatever --weights_only says and no error
+        # that names the file. seglab resolves, checks and merges the checkpoint itself.
         self.apply_checkpoint()
 
     def _prepare_subcommand_parser(

@@ -2,13 +2,14 @@
 
 ``SegmentationModule(loss=...)`` takes any such module (by ``class_path`` in a config): these, the
 losses of segmentation-models-pytorch (``segmentation_models_pytorch.losses.DiceLoss`` with
-``mode: multiclass`` ...), torch's, or a user's own. Logits are ``(N, C, H, W)``, the mask ``(N, H, W)``
-of class ids, with ``ignore_index`` marking pixels that must contribute neither to the value nor to
-the gradient. The module runs every loss in float32 with autocast off (the region losses' pixel sums
-overflow in float16) and gives it its ``ignore_index`` (``bind_ignore_index``).
+``mode: multiclass`` ...), torch's, or a user's own. Logits are ``(N, C, H, W)``, the mask
+``(N, H, W)`` of class ids, with ``ignore_index`` marking pixels that must contribute neither to
+the value nor to the gradient. The module runs every loss in float32 with autocast off (the region
+losses' pixel sums overflow in float16) and gives it its ``ignore_index`` (``bind_ignore_index``).
 
-Short forms for the common cases are sugar for the same classes (``build_loss``): ``ce``, ``ohem``,
-``dice``, ``focal``, ``jaccard``, ``lovasz``, ``tversky``, or a weighted sum ``{ce: 1.0, dice: 0.5}``.
+Short forms for the common cases are sugar for the same classes (``build_loss``): ``ce``,
+``ohem``, ``dice``, ``focal``, ``jaccard``, ``lovasz``, ``tversky``, or a weighted sum
+``{ce: 1.0, dice: 0.5}``.
 
 For imbalanced classes: cross-entropy weights given as numbers or as a rule computed once from the
 training masks when fit starts (``class_weights_from_counts``: median-frequency balancing, or capped
@@ -253,7 +254,8 @@ SHORT_FORMS: dict[str, Callable[[], nn.Module]] = {
 
 
 def build_loss(spec: nn.Module | str | dict[str, float]) -> nn.Module:
-    """A loss module from a module (as is), a short name, or ``{name: weight}`` (a ``WeightedSum``)."""
+    """A loss module from a module (as is), a short name, or ``{name: weight}`` (a
+    ``WeightedSum``)."""
     if isinstance(spec, nn.Module):
         return spec
     if isinstance(spec, str):
@@ -282,9 +284,9 @@ def bind_ignore_index(loss: nn.Module, ignore_index: int) -> None:
         elif part.ignore_index != ignore_index:
             where = f"{type(part).__name__}" + (f" ({name})" if name else "")
             raise ConfigError(
-                f"model.loss: {where} ignores mask value {part.ignore_index} but model.ignore_index "
-                f"is {ignore_index}: set the loss's ignore_index to {ignore_index} (or null on "
-                "seglab's losses, which take the module's)"
+                f"model.loss: {where} ignores mask value {part.ignore_index} but "
+                f"model.ignore_index is {ignore_index}: set the loss's ignore_index to "
+                f"{ignore_index} (or null on seglab's losses, which take the module's)"
             )
 
 

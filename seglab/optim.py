@@ -5,16 +5,17 @@
 RAdam``), any torch scheduler or one of seglab's. The optimizer gets seglab's parameter groups
 (``seglab.models.param_groups``); every group carries ``lr_mult`` (the encoder's
 ``backbone_lr_mult``), applied on top of whatever the schedule sets (``scheduled_lrs``), so that the
-encoder learns at ``lr * backbone_lr_mult`` at every step, whatever the schedule, OneCycleLR included.
+encoder learns at ``lr * backbone_lr_mult`` at every step, whatever the schedule, OneCycleLR
+included.
 
-Segmentation recipes (DeepLab, mmsegmentation) define their schedules in iterations: a linear warm-up
-followed by a polynomial or cosine decay down to ``min_lr_ratio`` of the base learning rate. seglab's
-``PolyLR``, ``CosineLR`` and ``WarmupLR`` are those, stepped every optimizer step; they take the
-run's length from the trainer (``total_steps`` left unset), so a warm-up given as ``warmup_ratio``
-keeps its share when ``max_steps`` is cut. Any scheduler whose constructor takes ``total_steps``
-(torch's ``OneCycleLR`` too) gets the run's optimizer steps when it was not given, and is stepped
-every optimizer step; other schedulers are stepped every epoch (Lightning's default), and
-``ReduceLROnPlateau`` watches ``val/loss``.
+Segmentation recipes (DeepLab, mmsegmentation) define their schedules in iterations: a linear
+warm-up followed by a polynomial or cosine decay down to ``min_lr_ratio`` of the base learning
+rate. seglab's ``PolyLR``, ``CosineLR`` and ``WarmupLR`` are those, stepped every optimizer step;
+they take the run's length from the trainer (``total_steps`` left unset), so a warm-up given as
+``warmup_ratio`` keeps its share when ``max_steps`` is cut. Any scheduler whose constructor takes
+``total_steps`` (torch's ``OneCycleLR`` too) gets the run's optimizer steps when it was not given,
+and is stepped every optimizer step; other schedulers are stepped every epoch (Lightning's
+default), and ``ReduceLROnPlateau`` watches ``val/loss``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ class CosineLR(WarmupLR):
 
 def factory_target(factory: Callable[..., Any]) -> tuple[type | None, dict[str, Any]]:
     """The class a factory builds and the keyword arguments it was given: the factory itself, a
-    ``functools.partial`` of the class, or jsonargparse's partial (the class among its arguments)."""
+    ``functools.partial`` of the class, or jsonargparse's partial (the class among its
+    arguments)."""
     if isinstance(factory, type):
         return factory, {}
     if isinstance(factory, functools.partial):

@@ -99,8 +99,8 @@ def write_folder_dataset(
     image_ext: str = ".png",
     seed: int = 0,
 ) -> Path:
-    """``root/{split}/images/*.png|jpg`` and ``root/{split}/masks/*.png``: blocks of classes, the image
-    brightness encoding the class, a border of ignore (255) pixels."""
+    """``root/{split}/images/*.png|jpg`` and ``root/{split}/masks/*.png``: blocks of classes, the
+    image brightness encoding the class, a border of ignore (255) pixels."""
     rng = np.random.default_rng(seed)
     h, w = size
     for split, count in splits.items():

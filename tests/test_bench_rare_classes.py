@@ -1,4 +1,5 @@
-"""bench/rare_classes.py runs every variant (at toy sizes: the numbers are in docs/benchmarks.md)."""
+"""bench/rare_classes.py runs every variant (at toy sizes: the numbers are in
+docs/benchmarks.md)."""
 
 from __future__ import annotations
 

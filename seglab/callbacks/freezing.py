@@ -2,8 +2,9 @@
 
 Freezing by ``requires_grad=False`` alone would still move the encoder's BatchNorm statistics (they
 update in training mode, gradients or not), so the frozen encoder's norm layers are also kept in
-evaluation mode, checked before every training batch (whatever else switched modes meanwhile). Frozen parameters stay in the optimizer: they simply
-get no gradient (under DDP that needs ``find_unused_parameters``) and train again once unfrozen.
+evaluation mode, checked before every training batch (whatever else switched modes meanwhile).
+Frozen parameters stay in the optimizer: they simply get no gradient (under DDP that needs
+``find_unused_parameters``) and train again once unfrozen.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The ``seglab`` command: LightningCLI's ``fit|validate|test|predict`` and the commands that read an
-experiment without training (``check-data cache weights export explain``), one experiment parser."""
+"""The ``seglab`` command: LightningCLI's ``fit|validate|test|predict`` and the commands that read
+an experiment without training (``check-data cache weights export explain``), one experiment
+parser."""
 
 from __future__ import annotations
 

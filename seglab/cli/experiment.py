@@ -1,11 +1,11 @@
 """The experiment parser every ``seglab`` command shares.
 
-``SeglabCLI`` is LightningCLI with seglab's contracts: any ``LightningDataModule`` by class path, the
-data deciding the classes and the model deciding what is ignored (each set once), a run directory per
-experiment with a fixed checkpoint folder, a checked ``--ckpt_path`` (``last`` included), crash-safe
-checkpoint writes, and one-line errors for configuration mistakes. ``ExperimentCommand`` reuses the
-same parser for the commands that read an experiment without training (``check-data``, ``cache``,
-``weights``, ``export``, ``explain``).
+``SeglabCLI`` is LightningCLI with seglab's contracts: any ``LightningDataModule`` by class path,
+the data deciding the classes and the model deciding what is ignored (each set once), a run
+directory per experiment with a fixed checkpoint folder, a checked ``--ckpt_path`` (``last``
+included), crash-safe checkpoint writes, and one-line errors for configuration mistakes.
+``ExperimentCommand`` reuses the same parser for the commands that read an experiment without
+training (``check-data``, ``cache``, ``weights``, ``export``, ``explain``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from seglab.inference.writer import PredictionWriter
 from seglab.models import SegmentationModule
 
 # Hyper-parameters a checkpoint holds that are not the model's arguments: Lightning's rebuilder, the
-# evaluation-time inference settings, the palette (restored by SegmentationModule.on_load_checkpoint).
+# evaluation-time inference settings, the palette (restored by
+# SegmentationModule.on_load_checkpoint).
 RECORDED_ELSEWHERE = (INSTANTIATOR_KEY, "inference", "palette")
 DEBUG_VARIABLE = "SEGLAB_DEBUG"  # set to 1 for full tracebacks and parser messages
 # Without --config or --data, prediction reads --data.predict_dir with the base data module.
@@ -227,7 +228,7 @@ class SeglabCLI(LightningCLIHooks):
         except (SystemExit, Exception) as e:
             raise CheckpointError(
                 f"--ckpt_path: the model settings recorded in {ckpt_path} do not fit this version "
-                f"of seglab ({condense_parse_error(str(e)) if str(e) else 'rejected by the parser'})"
+                f"of seglab ({condense_parse_error(str(e)) or 'rejected by the parser'})"
             ) from None
 
     def _resolve_last(self, config: Namespace) -> Path | None:

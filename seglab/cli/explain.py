@@ -1,6 +1,6 @@
 """``seglab explain``: Grad-CAM and saliency overlays of one image for one class of a trained model.
 
-    seglab explain --ckpt_path last.ckpt --image street.png --class car [--layer encoder.model.layer3]
+    seglab explain --ckpt_path last.ckpt --image street.png --class car [--layer encoder.layer3]
                    [--output_dir explain] [--config experiments/X.yaml --data.* ...]
 
 The image is read with the experiment's data settings (``--config``/``--data.*``:

@@ -1,4 +1,5 @@
-"""What the settings of seglab 0.1 became, so that an old config or checkpoint is told what to write.
+"""What the settings of seglab 0.1 became, so that an old config or checkpoint is told what to
+write.
 
 seglab 0.1's ``SegmentationModule`` took its losses, optimizers and schedules by name, with their
 options as flat arguments; they are injected classes now (``class_path``/``init_args``).

@@ -6,10 +6,10 @@ segmentation the target is the sum of a class's logit over the pixels predicted 
 (Vinogradova et al., "Towards Interpretable Semantic Segmentation via Gradient-weighted Class
 Activation Mapping", AAAI 2020), so the map explains the class's predicted region as a whole.
 
-Implemented with a forward hook and ``torch.autograd.grad`` rather than the ``grad-cam`` package: that
-package pulls in OpenCV, matplotlib, scikit-learn and SciPy for what is a dozen lines here. It is
-offered as the ``explain`` extra (``pip install seglab[explain]``) for its other CAM variants; they
-take the same ``SegmentationTarget``-style target (see ``class_target``).
+Implemented with a forward hook and ``torch.autograd.grad`` rather than the ``grad-cam`` package:
+that package pulls in OpenCV, matplotlib, scikit-learn and SciPy for what is a dozen lines here. It
+is offered as the ``explain`` extra (``pip install seglab[explain]``) for its other CAM variants;
+they take the same ``SegmentationTarget``-style target (see ``class_target``).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def deepest_feature(output: object) -> Tensor:
 
 
 def resolve_layer(model: nn.Module, path: str | None) -> nn.Module:
-    """``path`` is a dotted module path inside ``model`` (default: ``encoder``, whose deepest feature
-    map is the last encoder stage)."""
+    """``path`` is a dotted module path inside ``model`` (default: ``encoder``, whose deepest
+    feature map is the last encoder stage)."""
     path = path or "encoder"
     try:
         return model.get_submodule(path)
@@ -138,7 +138,8 @@ def explain_image(
     std: tuple[float, ...] = IMAGENET_STD,
 ) -> dict[str, np.ndarray]:
     """``gradcam`` and ``saliency`` maps ``(H, W)`` in [0, 1] of a ``uint8`` image ``(3, H, W)``
-    for a segmentation module (with the network as ``module.model``), normalised as it was trained."""
+    for a segmentation module (with the network as ``module.model``), normalised as it was
+    trained."""
     module.eval()
     param = next(module.parameters())
     x = normalize(image.to(param.device), mean, std)[None]

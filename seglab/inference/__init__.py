@@ -1,4 +1,5 @@
-"""Inference beyond one forward pass: sliding window, test-time augmentation, prediction files, export."""
+"""Inference beyond one forward pass: sliding window, test-time augmentation, prediction files,
+export."""
 
 from seglab.inference.predict import Inference, predict_logits
 from seglab.inference.sliding_window import sliding_window

@@ -1,4 +1,5 @@
-"""One entry point for evaluation and prediction: whole image or sliding window, with or without TTA."""
+"""One entry point for evaluation and prediction: whole image or sliding window, with or without
+TTA."""
 
 from __future__ import annotations
 

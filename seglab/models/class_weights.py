@@ -5,9 +5,9 @@ A loss whose class weights are a rule (``seglab.losses.CrossEntropyLoss(class_we
 hands the work to this callback (``configure_callbacks``): one process counts the training set of
 whatever data module the trainer has (``seglab.data.stats.training_set``: an attribute or a method
 ``train_dataset``; seglab's data modules count whole masks, from the decoded cache when there is
-one), sends the counts to the others, and every waiting loss turns them into weights. The numbers are
-kept in the loss's state, so checkpoints, resumed runs and evaluations use the very weights computed;
-they are printed and logged as ``class_weight/<class name>``.
+one), sends the counts to the others, and every waiting loss turns them into weights. The numbers
+are kept in the loss's state, so checkpoints, resumed runs and evaluations use the very weights
+computed; they are printed and logged as ``class_weight/<class name>``.
 """
 
 from __future__ import annotations

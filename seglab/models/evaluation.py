@@ -3,8 +3,8 @@
 Lightning gives a data module's validation and test loaders a ``DistributedSampler`` that pads the
 split with repeated samples so that all processes run equally many batches; summed metric counts
 would count those samples twice. The padding is the tail of each process's share (process ``r`` of
-``w`` takes positions ``r, r + w, ...`` of the padded list, whose last positions repeat its start), so
-the real samples of a process are its first ``len(range(r, N, w))``: the ones after them are left
+``w`` takes positions ``r, r + w, ...`` of the padded list, whose last positions repeat its start),
+so the real samples of a process are its first ``len(range(r, N, w))``: the ones after them are left
 out of the counts. seglab's own data modules use a sampler that pads nothing.
 """
 

@@ -117,7 +117,8 @@ def _build(
 
 
 def check_encoder_name(encoder_name: str) -> None:
-    """Fail with the valid choices instead of smp's bare ``KeyError`` deep inside the constructor."""
+    """Fail with the valid choices instead of smp's bare ``KeyError`` deep inside the
+    constructor."""
     if encoder_name.startswith("tu-"):
         if not timm.is_model(encoder_name[3:]):
             raise ConfigError(

@@ -47,15 +47,16 @@ class SegmentationModule(L.LightningModule):
 
     Args:
         network: your own network (any ``nn.Module`` mapping ``(N, in_channels, H, W)`` images to
-            ``(N, num_classes, H, W)`` logits), instead of ``arch``/``encoder_name``. Its ``encoder``
-            attribute, when it has one, is the backbone (``backbone_lr_mult``, ``FreezeEncoder``):
-            name another submodule by a property ``encoder`` that returns it.
+            ``(N, num_classes, H, W)`` logits), instead of ``arch``/``encoder_name``. Its
+            ``encoder`` attribute, when it has one, is the backbone (``backbone_lr_mult``,
+            ``FreezeEncoder``): name another submodule by a property ``encoder`` that returns it.
         arch: smp or classic architecture, built with ``encoder_name``, ``encoder_weights`` and
             ``model_kwargs`` when no ``network`` is given.
         encoder_name: smp encoder or timm model as ``tu-<name>``.
         encoder_weights: pretrained weight set of the encoder (e.g. ``imagenet``), a local weights
             file, or None.
-        model_kwargs: further arguments of the architecture (``encoder_depth``, ``decoder_channels``).
+        model_kwargs: further arguments of the architecture (``encoder_depth``,
+            ``decoder_channels``).
         num_classes: number of classes (the ``seglab`` command takes it from the data module).
         class_names: one name per class, used in metric names (``val/IoU/<name>``).
         in_channels: number of input channels.
@@ -270,8 +271,9 @@ class SegmentationModule(L.LightningModule):
         image, mask = image[:real], self.labels(mask[:real], stage)
         logits = predict_logits(self, image, self.inference)
         mask = mask.to(logits.device)  # logits stay on the host when the device had no room
-        # The mean of per-image losses: a batch's loss (Dice, or CE over its labelled pixels) depends
-        # on which images share the batch, which would tie val/loss to batch size and process count.
+        # The mean of per-image losses: a batch's loss (Dice, or CE over its labelled pixels)
+        # depends on which images share the batch, which would tie val/loss to batch size and
+        # process count.
         per_image = [self.loss(lg[None], m[None]) for lg, m in zip(logits, mask, strict=True)]
         mean_loss.update(torch.stack(per_image).to(self.device))
         confmat.update(logits.argmax(1).to(self.device), mask.to(self.device))

@@ -1,4 +1,5 @@
-"""Fine-tuning parameter groups: a pretrained backbone learns slower than a freshly initialised head.
+"""Fine-tuning parameter groups: a pretrained backbone learns slower than a freshly initialised
+head.
 
 Every parameter of the module is in a group: those of the ``backbone`` submodule with
 ``lr_mult = backbone_lr_mult``, all others (decoder, head, and anything a subclass adds) with

@@ -1,4 +1,5 @@
-"""Every ``seglab`` command reads an experiment the same way: ``--config`` plus the overrides of fit."""
+"""Every ``seglab`` command reads an experiment the same way: ``--config`` plus the overrides of
+fit."""
 
 from __future__ import annotations
 

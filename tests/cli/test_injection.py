@@ -1,5 +1,6 @@
-"""Your own loss, optimizer, schedule and network, by class path in an experiment file, as a Lightning
-user reuses a module: they train, resume, evaluate, export and predict like seglab's own."""
+"""Your own loss, optimizer, schedule and network, by class path in an experiment file, as a
+Lightning user reuses a module: they train, resume, evaluate, export and predict like seglab's
+own."""
 
 from __future__ import annotations
 
