@@ -221,6 +221,12 @@ class SeglabCLI(LightningCLIHooks):
         return None if ckpt_path is None else Path(ckpt_path)
 
     def _set_model_settings(self, settings: dict[str, Any], ckpt_path: Path) -> None:
+        # A recorded dict (a class spec, model_kwargs) replaces the configured one whole: merged
+        # into it, its keys would mix with the configured ones (another loss, another network).
+        model = self.experiment().get("model")
+        for key, value in settings.items():
+            if isinstance(value, dict) and model is not None:
+                model[key] = None
         try:
             subcommand = self.config.get("subcommand")
             update = {subcommand: {"model": settings}} if subcommand else {"model": settings}

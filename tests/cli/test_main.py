@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from seglab.cli import main
+from seglab.losses import OhemCrossEntropyLoss
 from seglab.models.factory import SMP_ARCHS
 from tests.conftest import TINY
 
@@ -122,3 +123,18 @@ def test_model_settings_the_checkpoint_replaces_are_named(tmp_path, capsys):
     assert "replace the configured ones: lr 0.5 -> 0.003" in capsys.readouterr().err
     main(["validate", *TINY, "--ckpt_path", ckpt])
     assert "replace the configured" not in capsys.readouterr().err
+
+
+def test_a_checkpoints_loss_and_model_kwargs_replace_the_configured_ones_whole(tmp_path):
+    """The quickstart configures the loss {ce, dice} and model_kwargs {encoder_depth: 4, ...}; a
+    checkpoint trained with another loss class and no model_kwargs is evaluated with the
+    checkpoint's, not with a mix of both (which would build another network)."""
+    ohem = ["--model.loss", "seglab.losses.OhemCrossEntropyLoss", "--model.loss.threshold", "0.8"]
+    fit = main(["fit", *TINY, *ohem, "--trainer.max_steps", "1"])
+    ckpt = fit.trainer.checkpoint_callback.last_model_path
+    i = TINY.index("--model.model_kwargs")
+    quickstart_kwargs = TINY[:i] + TINY[i + 2 :]  # the quickstart's own model_kwargs configured
+    val = main(["validate", *quickstart_kwargs, "--ckpt_path", ckpt])
+    assert type(val.model.criterion) is OhemCrossEntropyLoss
+    assert val.model.criterion.threshold == 0.8 and val.model.hparams.model_kwargs == {}
+    assert "val/mIoU" in val.trainer.callback_metrics
