@@ -29,7 +29,9 @@ from seglab.data import (
 )
 from seglab.errors import CheckpointError, ConfigError, SeglabError
 from seglab.inference import Inference
+from seglab.losses import CrossEntropyLoss, OhemCrossEntropyLoss, WeightedSum
 from seglab.models import SegmentationModule
+from seglab.optim import CosineLR, PolyLR, WarmupLR
 
 __version__ = "0.1.0"
 
@@ -46,13 +48,17 @@ __all__ = [
     "ClassMetricsReport",
     "Compile",
     "ConfigError",
+    "CosineLR",
+    "CrossEntropyLoss",
     "DataError",
     "ExplainImages",
     "FolderDataModule",
     "FreezeEncoder",
     "Inference",
     "NonFiniteLoss",
+    "OhemCrossEntropyLoss",
     "OxfordPetsDataModule",
+    "PolyLR",
     "PredictionImages",
     "RareClassSampling",
     "SeglabError",
@@ -62,4 +68,6 @@ __all__ = [
     "Throughput",
     "VOCDataModule",
     "ValidateAtEnd",
+    "WarmupLR",
+    "WeightedSum",
 ]

@@ -113,17 +113,21 @@ def test_library_layers_never_import_the_command_line():
 
 
 def test_what_a_client_configures_is_importable_from_the_package():
-    """The pieces another Lightning project puts together: model, data, the run-time policies,
-    rare-class sampling, inference settings and the errors to catch."""
+    """The pieces another Lightning project puts together: model, its losses and schedules, data,
+    the run-time policies, rare-class sampling, inference settings and the errors to catch."""
     from seglab import (  # noqa: F401
         ConfigError,
+        CrossEntropyLoss,
         DataError,
         FreezeEncoder,
         Inference,
         NonFiniteLoss,
+        OhemCrossEntropyLoss,
+        PolyLR,
         RareClassSampling,
         SegmentationModule,
         ValidateAtEnd,
+        WeightedSum,
     )
 
     assert set(seglab.__all__) <= set(dir(seglab))
