@@ -18,6 +18,7 @@ from torch import Tensor
 
 from seglab.compat import metrics_step
 from seglab.data.batch import unpack_batch
+from seglab.data.normalize import denormalize
 from seglab.data.palette import default_palette
 from seglab.errors import ConfigError
 from seglab.inference import predict_logits
@@ -50,10 +51,9 @@ def to_uint8(image: Tensor, datamodule: object) -> np.ndarray:
     ``mean``/``std`` when it has them, else by min-max scaling."""
     mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
     if mean is not None and std is not None and len(mean) == image.shape[0]:
-        image = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
-    else:
-        image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        return denormalize(image, mean, std).permute(1, 2, 0).numpy()
+    image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
+    return (image * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 def class_palette(datamodule: object, pl_module: object, num_classes: int) -> np.ndarray:
