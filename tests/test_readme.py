@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from seglab.cli import main
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from seglab.losses import CrossEntropyLoss
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -20,8 +22,14 @@ def python_blocks() -> list[str]:
 def test_the_python_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     (block,) = python_blocks()
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
-    assert "circle" in capsys.readouterr().out and (tmp_path / "unet.ckpt").is_file()
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    model = scope["model"]  # loaded from the checkpoint alone
+    assert scope["ids"].shape == (120, 160) and int(scope["ids"].max()) < 6
+    assert model.class_names == scope["data"].class_names and "circle" in capsys.readouterr().out
+    assert model.hparams.mean == IMAGENET_MEAN and model.hparams.std == IMAGENET_STD
+    assert type(model.criterion) is CrossEntropyLoss and model.criterion.label_smoothing == 0.05
+    assert model.hparams.lr_scheduler["init_args"]["warmup_ratio"] == 0.1
 
 
 def test_the_experiment_file_example_is_a_valid_experiment(tmp_path, capsys):

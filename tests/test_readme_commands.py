@@ -12,8 +12,8 @@ by documented substitutions, and nothing else changes:
   and batches, no data workers, no logger): options the line itself sets are left as it sets them;
 - no network and no GPU: pretrained weights are a weights file this test writes (for the lines
   that ask for ``imagenet``, and the recipes that do), ``--trainer.devices 4`` runs 2 CPU processes
-  (for two steps each), and ``seglab weights fetch`` of a recipe with pretrained weights must fail in one line naming
-  what to do (HF_HUB_OFFLINE=1: the documented offline behaviour).
+  (for two steps each), and ``seglab weights fetch`` of a recipe with pretrained weights must fail
+  in one line naming what to do (HF_HUB_OFFLINE=1: the documented offline behaviour).
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+import yaml
 
 from seglab.cli import main
 from seglab.losses import OhemCrossEntropyLoss
 from seglab.models.factory import SMP_ARCHS
-from tests.conftest import TINY
+from tests.conftest import TINY, user_error
 
 
 @pytest.mark.parametrize("arch", SMP_ARCHS)
@@ -72,21 +73,30 @@ def test_ignore_index_is_set_once_on_the_model():
 
 
 def test_closed_choices_are_validated_by_the_parser(capsys):
-    with pytest.raises(SystemExit):
-        main(["fit", *TINY, "--model.arch", "unett"])
-    assert "unett" in capsys.readouterr().err
+    user_error(["fit", *TINY, "--model.arch", "unett"], capsys, 2, "model.arch", "unett", "fpn")
 
 
-def test_print_config_resolves_the_quickstart(capsys):
+def test_print_config_resolves_the_quickstart_with_its_injected_parts(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *TINY, "--print_config"])
     assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    assert (
-        "class_path: seglab.data.datasets.synthetic.SyntheticDataModule" in out
-        or "SyntheticDataModule" in out
-    )
-    assert "backbone_lr_mult" in out
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["class_path"] == "seglab.SyntheticDataModule"
+    model = config["model"]
+    assert model["encoder_name"] == "tu-test_resnet" and model["backbone_lr_mult"] == 1.0
+    assert model["loss"] == {"ce": 1.0, "dice": 0.5}
+    assert model["optimizer"]["class_path"] == "torch.optim.AdamW"
+    assert model["lr_scheduler"] == {
+        "class_path": "seglab.PolyLR",  # jsonargparse's shortest import path
+        "init_args": {
+            "power": 0.9,
+            "total_steps": None,
+            "warmup_steps": 50,
+            "warmup_ratio": None,
+            "min_lr_ratio": 0.0,
+            "last_epoch": -1,
+        },
+    }
 
 
 def test_settings_an_older_checkpoint_has_and_this_version_lacks_are_named(tmp_path, capsys):
