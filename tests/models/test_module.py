@@ -115,6 +115,17 @@ def test_without_lr_and_weight_decay_the_optimizers_own_apply():
     )
 
 
+def test_a_learning_rate_given_twice_is_the_modules_and_says_so():
+    optimizer = functools.partial(torch.optim.AdamW, lr=0.01)
+    module = _module(optimizer=optimizer, lr_scheduler=None, lr=0.02)
+    trainer = _trainer(max_steps=1, num_sanity_val_steps=0)
+    with pytest.warns(
+        UserWarning, match=r"model.lr 0.02 replaces model.optimizer.init_args.lr 0.01"
+    ):
+        trainer.fit(module, _tuple_loader())
+    assert {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}["head"] == 0.02
+
+
 def test_the_loss_runs_in_float32_under_autocast():
     module = _module(loss={"ce": 1.0, "dice": 1.0})
     logits = torch.randn(2, 3, 8, 8).bfloat16()
