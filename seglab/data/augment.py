@@ -24,12 +24,12 @@ and the few choices that select work (which op, which samples blur) need no devi
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD, check_normalization, normalize
@@ -176,12 +176,12 @@ class BatchAugment:
                 f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}"
             )
         # float32, planar (whatever the input's memory layout), on the [0, 255] scale
-        x = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+        images = self.flip(images, params)  # before the float copy: a quarter of the bytes
+        x = _scratch("x", images.shape, torch.float32, images)
         if images.dtype == torch.uint8:
             x.copy_(images)
         else:
             torch.mul(images, 255.0, out=x).clamp_(0.0, 255.0)
-        x = self.flip(x, params)
         if masks is not None:
             masks = self.flip(masks, params)
         x = _color_jitter_(x, params)
@@ -206,7 +206,8 @@ class BatchAugment:
     def _gamma_normalise(self, x: Tensor, gamma: Tensor) -> Tensor:
         """Rounds float32 ``x`` in [0, 255] to uint8 levels and maps each level through its sample's
         and channel's ``table``."""
-        levels = x.add_(0.5).int()  # in [0.5, 255.5]: truncation rounds to the nearest level
+        levels = _scratch("levels", x.shape, torch.int32, x)
+        levels.copy_(x.add_(0.5))  # in [0.5, 255.5]: truncation rounds to the nearest level
         table = self.table(gamma).to(x.device, torch.float32, non_blocking=True)  # (n, C, 256)
         out = torch.empty_like(x)
         n = x.shape[0] * x.shape[1]
@@ -218,6 +219,24 @@ class BatchAugment:
 
 _UNIT = torch.arange(256, dtype=torch.float64) / 255
 _IDENTITY = (1.0, 1.0, 1.0, 0.0)  # of brightness, contrast, saturation, hue
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, like: Tensor) -> Tensor:
+    """Uninitialised memory for a temporary of the op ``name``: for one sample on the CPU (the
+    loader workers' path), the same buffer from call to call (per thread). A fresh allocation of
+    a few hundred KiB is a fresh mapping whose pages fault on first touch, and a worker's decode in
+    between keeps the allocator from reusing freed memory: ~0.2 ms per 256x256 float32 image.
+    Batches and other devices get a fresh tensor (the CUDA allocator caches its own)."""
+    if like.device.type != "cpu" or like.shape[0] != 1:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = buffers[name] = torch.empty(shape, dtype=dtype)
+    return buffer
 
 
 def _rows(selected: Tensor) -> list[int]:
@@ -281,10 +300,12 @@ def _contrast_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
     return x.clamp_(0.0, 255.0) if clamp else x
 
 
-def _weighted(channels: tuple[Tensor, ...], weights: tuple[float, ...]) -> Tensor:
+def _weighted(
+    channels: tuple[Tensor, ...], weights: tuple[float, ...], out: Tensor | None = None
+) -> Tensor:
     """``sum(w * c)``: torchvision's grey of r, g, b (numbers as weights: nothing to copy to the
     device)."""
-    out = torch.mul(channels[0], weights[0])
+    out = torch.mul(channels[0], weights[0], out=out)
     for channel, weight in zip(channels[1:], weights[1:], strict=True):
         out.add_(channel, alpha=weight)
     return out
@@ -292,7 +313,8 @@ def _weighted(channels: tuple[Tensor, ...], weights: tuple[float, ...]) -> Tenso
 
 def _saturation_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
     """Blend with the grey image."""
-    x.lerp_(_weighted(x.split(1, dim=1), GRAY), 1 - f)
+    grey = _scratch("grey", (x.shape[0], 1, *x.shape[2:]), x.dtype, x)
+    x.lerp_(_weighted(x.split(1, dim=1), GRAY, out=grey), 1 - f)
     return x.clamp_(0.0, 255.0) if clamp else x
 
 
@@ -305,42 +327,50 @@ def _hue_(x: Tensor, shift: float | Tensor, clamp: bool = False) -> Tensor:
     ``2c + 3 + 6k``. Everything is kept multiplied by ``C`` (no division): ``H = h * C``. The sector
     of the max channel is selected by ``v != channel`` (0 exactly where the channel is the
     max; ties: r, then g, as torchvision): on CPU, ``max(dim)`` with indices, boolean masks and
-    ``where`` each cost 3-20x an add. ``f(t) = clamp(2 - d(t), 0, 1)``, ``d`` the distance to the
-    nearest peak, ``d(t) = |||t| - 3| - 3|`` for ``|t| <= 9``; with one shift (a number), a channel
-    whose peak or valley ``P`` lies in ``[1, 3] + shift`` takes the cheaper single trapezoid,
-    ``clamp(2 - |t - P|, 0, 1)`` or ``clamp(|t - P| - 1, 0, 1)``, exact over the whole range."""
-    r, g, b = channels = x.split(1, dim=1)
-    v, m = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
-    chroma = v - m
-    not_r = torch.ne(v, r, out=torch.empty_like(v))  # as float32: half the cost of sub + sign
-    not_g = torch.ne(v, g, out=torch.empty_like(v))
-    # H: g - b (r max), b - r + 2C (g max), r - g + 4C (b max), in [-C, 5C); rotated by 6 * shift
-    s2 = torch.mul(chroma, 2.0).sub_(g)
-    g_max = torch.add(s2, b, alpha=2.0).sub_(r)  # (b - r + 2C) - (g - b)
-    b_max = torch.add(s2, r, alpha=2.0).sub_(b)  # (r - g + 4C) - (b - r + 2C)
-    hue = torch.sub(g, b)
-    if isinstance(shift, Tensor):
-        hue.addcmul_(chroma, shift * 6)
-    else:
-        hue.add_(chroma, alpha=shift * 6)
+    ``where`` each cost 3-20x an add. ``f(t) = clamp(2 - d, 0, 1)``, ``d`` the distance to the
+    nearest peak; with ``P`` the peak ``2c + 6k`` in ``[shift - 4, shift + 2]`` (in sectors),
+    ``u = h - P`` lies in [-3, 9] and ``d = |3 - |u - 3||`` there. The three channels take that
+    together, as one op each on all three planes with a per-channel coefficient: a handful of op
+    calls (each costs more than its arithmetic on a 256x256 crop once the decode has gone through
+    the caches)."""
+    r, g, b = x.split(1, dim=1)
+    planes = _scratch("hue", (9, x.shape[0], 1, *x.shape[2:]), x.dtype, x)
+    v, m, chroma, not_r, not_g, s2, g_max, b_max, hue = planes.unbind(0)
+    torch.amax(x, 1, keepdim=True, out=v)
+    torch.amin(x, 1, keepdim=True, out=m)
+    torch.sub(v, m, out=chroma)
+    torch.ne(v, r, out=not_r)  # as float32: half the cost of sub + sign
+    torch.ne(v, g, out=not_g)
+    # H: g - b (r max), b - r + 2C (g max), r - g + 4C (b max), in [-C, 5C)
+    torch.mul(chroma, 2.0, out=s2).sub_(g)
+    torch.add(s2, b, alpha=2.0, out=g_max).sub_(r)  # (b - r + 2C) - (g - b)
+    torch.add(s2, r, alpha=2.0, out=b_max).sub_(b)  # (r - g + 4C) - (b - r + 2C)
+    torch.sub(g, b, out=hue)
     hue.addcmul_(g_max.addcmul_(b_max, not_g), not_r)
+    # (u - 3) * C = H + (6 * shift - P - 3) * C, per channel: written over x (r, g, b are spent)
+    u = torch.addcmul(hue, chroma, _hue_offsets(shift, x), out=x)
     c3 = torch.mul(chroma, 3.0, out=s2)
+    u.abs_()
+    torch.sub(c3, u, out=u).abs_()  # d * C
     top = torch.add(m, chroma, alpha=2.0, out=g_max)  # m + 2C
-    bottom = torch.sub(m, chroma, out=b_max)  # m - C
-    for c, out in enumerate(channels):  # r, g, b are no longer needed once overwritten in order
-        p = (
-            None
-            if isinstance(shift, Tensor)
-            else 2 * c + 3 * math.ceil((1 + 6 * shift - 2 * c) / 3)
-        )
-        if p is not None and p <= 3 + 6 * shift and (p - 2 * c) % 6 == 0:  # a peak
-            torch.sub(top, torch.add(hue, chroma, alpha=-p, out=out).abs_(), out=out)
-        elif p is not None and p <= 3 + 6 * shift:  # a valley
-            torch.add(hue, chroma, alpha=-p, out=out).abs_().add_(bottom)
-        else:
-            torch.add(hue, chroma, alpha=-2.0 * c, out=out).abs_().sub_(c3).abs_().sub_(c3).abs_()
-            torch.sub(top, out, out=out)
-    return x.clamp_(m, v)
+    return torch.sub(top, u, out=x).clamp_(m, v)
+
+
+def _hue_offsets(shift: float | Tensor, x: Tensor) -> Tensor:
+    """``6 * shift - P - 3`` per sample and channel ``c``, ``P`` the peak ``2c + 6k`` (in sectors)
+    in ``[6 * shift - 4, 6 * shift + 2]``: ``(1, 3, 1, 1)`` for one shift (a number),
+    ``(k, 3, 1, 1)`` for shifts ``(k, 1, 1, 1)``."""
+    if isinstance(shift, Tensor):
+        sectors = shift * 6
+        peaks = _CHANNEL_PEAKS.to(x.device, x.dtype)
+        peaks = peaks + 6 * torch.ceil((sectors - 4 - peaks) / 6)
+        return sectors - 3 - peaks
+    sectors = 6 * shift
+    offsets = [sectors - 3 - (c + 6 * math.ceil((sectors - 4 - c) / 6)) for c in (0, 2, 4)]
+    return torch.tensor(offsets, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+
+
+_CHANNEL_PEAKS = torch.tensor([0.0, 2.0, 4.0]).view(1, 3, 1, 1)
 
 
 _JITTER = (_brightness_, _contrast_, _saturation_, _hue_)
@@ -354,12 +384,21 @@ def _blur(x: Tensor, sigma: Tensor) -> Tensor:
     kernel = kernel.to(x.device, torch.float32, non_blocking=True)
     weights = [kernel[:, i].view(-1, 1, 1, 1) for i in range(BLUR_KERNEL)]
     pad, (h, w) = BLUR_KERNEL // 2, x.shape[-2:]
-    xp = F.pad(x, (pad, pad, 0, 0), mode="reflect")
-    y = xp[..., :w] * weights[0]
+    xp = _reflect_pad(x, -1, _scratch("blur_columns", (*x.shape[:-1], w + 2 * pad), x.dtype, x))
+    y = torch.mul(xp[..., :w], weights[0], out=_scratch("blur_y", x.shape, x.dtype, x))
     for i in range(1, BLUR_KERNEL):
         y.addcmul_(xp[..., i : i + w], weights[i])
-    yp = F.pad(y, (0, 0, pad, pad), mode="reflect")
+    yp = _reflect_pad(y, -2, _scratch("blur_rows", (*x.shape[:-2], h + 2 * pad, w), x.dtype, x))
     out = yp[..., :h, :] * weights[0]
     for i in range(1, BLUR_KERNEL):
         out.addcmul_(yp[..., i : i + h, :], weights[i])
     return out
+
+
+def _reflect_pad(x: Tensor, dim: int, out: Tensor) -> Tensor:
+    """``F.pad(x, ..., mode="reflect")`` by ``BLUR_KERNEL // 2`` on both sides of ``dim`` (-1 or
+    -2), written into ``out`` (its size there plus 4: ``BLUR_KERNEL`` is 5)."""
+    n = x.shape[dim]
+    parts = [x.narrow(dim, 2, 1), x.narrow(dim, 1, 1), x]
+    parts += [x.narrow(dim, n - 2, 1), x.narrow(dim, n - 3, 1)]
+    return torch.cat(parts, dim=dim, out=out)

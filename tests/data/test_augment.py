@@ -437,3 +437,30 @@ def test_one_flip_keeps_images_and_masks_aligned_in_the_workers_and_on_the_devic
                 assert torch.equal(mask, stored[name].flip(-1) if flip else stored[name])
                 flipped += flip
     assert 3 < flipped < 21  # of 24 samples, about half flipped
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_blur_equals_torchvision_and_reused_scratch_memory_leaves_no_trace(n):
+    """The blur (reflect padding written into reused memory for one sample) against torchvision's
+    float blur; a second call on other data gives that data's result, not a mix with the first."""
+    from seglab.data.augment import _blur
+
+    for seed, size in ((0, (17, 23)), (1, (17, 23)), (2, (9, 12))):
+        x = torch.rand(n, 3, *size, generator=_gen(seed)) * 255
+        sigma = torch.rand(n, generator=_gen(seed), dtype=torch.float64) * 1.4 + 0.1
+        out = _blur(x, sigma)
+        for i in range(n):
+            expected = TF.gaussian_blur(x[i], [5, 5], [float(sigma[i])] * 2)
+            torch.testing.assert_close(out[i], expected, atol=2e-4, rtol=0)
+
+
+def test_one_sample_after_another_gives_each_its_own_result():
+    """The workers' path reuses its temporaries' memory: no result depends on the call before."""
+    augment = BatchAugment(Augment(blur_prob=1.0, hue=0.3, saturation=0.5))
+    images = torch.randint(0, 256, (2, 3, 20, 24), dtype=torch.uint8, generator=_gen(5))
+    params = augment.sample(2, _gen(6))
+    ones = [AugmentParams(**{k: v[i : i + 1] for k, v in vars(params).items()}) for i in range(2)]
+    first = [augment.apply(images[i : i + 1], None, ones[i])[0] for i in (0, 1)]
+    again = [augment.apply(images[i : i + 1], None, ones[i])[0] for i in (1, 0)]
+    assert torch.equal(first[0], again[1]) and torch.equal(first[1], again[0])
+    assert not torch.equal(first[0], first[1])
