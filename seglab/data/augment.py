@@ -16,6 +16,14 @@ then one 256-entry table per sample and channel, made by ``seglab.data.normalize
 one normalisation) from the gamma-mapped levels. The result equals torchvision's float ops to within
 half a level times gamma's slope (torchvision's uint8 path truncates after every op instead).
 
+Images of other bands and types (``seglab.data.io``: any number of bands, ``uint8`` or ``float32``
+raw values), by a fixed rule: saturation and hue mean something only for RGB and are skipped for
+images that do not have 3 bands (as torchvision skips them for grey images); contrast blends each
+band with its own mean when there are neither 1 nor 3 bands. ``float32`` raw-value images
+(``apply_raw``; their range is unknown) take the flip, brightness (a factor on the raw values) and
+per-band contrast in the drawn order, and the blur; saturation, hue and gamma are skipped, and
+nothing is rounded or clamped. Normalisation is ``normalize``'s for every type.
+
 Random parameters are drawn on the host with torch's generator (the default one, or a given
 ``torch.Generator``): deterministic under ``seed_everything`` (Lightning seeds every loader worker),
 and the few choices that select work (which op, which samples blur) need no device synchronisation.
@@ -191,6 +199,43 @@ class BatchAugment:
             out = _on_rows(out, blurred, _blur, _select(params.sigma, blurred))
         return out, masks
 
+    def augment_any(
+        self, images: Tensor, masks: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The data path's call: ``uint8`` images by ``apply``, ``float32`` raw values (bands of
+        other types, ``seglab.data.io``) by ``apply_raw``."""
+        params = self.sample(images.shape[0], generator)
+        if images.dtype == torch.uint8:
+            return self.apply(images, masks, params)
+        return self.apply_raw(images, masks, params)
+
+    def apply_raw(
+        self, images: Tensor, masks: Tensor | None, params: AugmentParams
+    ) -> tuple[Tensor, Tensor | None]:
+        """The augmentation of ``float32`` raw-value images (see the module's docstring: flip,
+        brightness, per-band contrast, blur, normalisation; no clamping)."""
+        if images.ndim != 4 or images.shape[1] != len(self.mean):
+            raise ValueError(
+                f"BatchAugment expects images (N, {len(self.mean)}, H, W), "
+                f"got {tuple(images.shape)}"
+            )
+        x = self.flip(images, params).to(torch.float32, copy=True)
+        if masks is not None:
+            masks = self.flip(masks, params)
+        factors = torch.stack([params.brightness, params.contrast], dim=1).tolist()
+        for i, order in enumerate(params.order.tolist()):
+            for op in order:
+                if op == BRIGHTNESS and factors[i][0] != 1:
+                    x[i].mul_(factors[i][0])
+                elif op == CONTRAST and factors[i][1] != 1:
+                    f = factors[i][1]
+                    x[i].mul_(f).add_(x[i].mean(dim=(1, 2), keepdim=True) * (1 - f))
+        out = normalize(x, self.mean, self.std)
+        blurred = _rows(params.blur)
+        if blurred:
+            out = _on_rows(out, blurred, _blur, _select(params.sigma, blurred))
+        return out, masks
+
     def flip(self, x: Tensor, params: AugmentParams) -> Tensor:
         """The samples that ``params.flip`` selects flipped left to right, the others unchanged:
         images ``(N, C, H, W)`` and masks ``(N, H, W)`` alike. The one flip of seglab's data path:
@@ -294,6 +339,9 @@ def _brightness_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
 
 def _contrast_(x: Tensor, f: float | Tensor, clamp: bool) -> Tensor:
     """Blend with the image's mean grey level (the grey of the channel means)."""
+    if x.shape[1] not in (1, 3):  # neither grey nor RGB: each band with its own mean
+        x.mul_(f).add_(x.mean(dim=(2, 3), keepdim=True) * (1 - f))
+        return x.clamp_(0.0, 255.0) if clamp else x
     means = x.mean(dim=(2, 3)).unbind(1)
     grey = means[0] if len(means) == 1 else _weighted(means, GRAY)
     x.mul_(f).add_(grey.view(-1, 1, 1, 1) * (1 - f))

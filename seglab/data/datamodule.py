@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, is_dataclass
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -38,7 +39,7 @@ from seglab.data.cache import open_cache
 from seglab.data.datasets.base import SampleSource, SegmentationDataset, TransformedDataset
 from seglab.data.exif import ExifOrientation
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
-from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD, check_input
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
 from seglab.data.transforms import TrainTransform, eval_transform, train_transform
@@ -59,8 +60,11 @@ class SegmentationDataModule(L.LightningDataModule):
         num_workers: data loading processes per training process.
         crop_size: training crop, an int or ``[height, width]``.
         augment: training augmentation settings (``seglab.data.augment.Augment``, checked there).
-        mean, std: per-channel normalisation of images scaled to [0, 1]; ImageNet's when not
-            given, or, when a checkpoint is evaluated by the seglab command, the model's.
+        mean, std: per-band normalisation, ``(value / 255 - mean) / std``
+            (``seglab.data.normalize``: the scaling rule); ImageNet's when not given, or, when a
+            checkpoint is evaluated by the seglab command, the model's. Images that are not
+            3-band ``uint8`` need the data's own per-band statistics (``seglab stats``): they are
+            refused without. ``in_channels`` (linked to the model) is their length.
         ignore_index: mask value that marks pixels to ignore (linked from the model by the CLI).
         pin_memory: page-locked batches for faster host-to-device copies.
         persistent_workers: keep loader processes alive between epochs.
@@ -136,6 +140,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.augment = augment or Augment()
         self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std = tuple(std) if std is not None else IMAGENET_STD
+        self.statistics_given = mean is not None and std is not None
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -177,6 +182,23 @@ class SegmentationDataModule(L.LightningDataModule):
         class_path = f"{type(self).__module__}.{type(self).__qualname__}"
         data = {"class_path": class_path, "init_args": init_args}
         self.save_hyperparameters({"data": data}, ignore=list(given))
+
+    @property
+    def in_channels(self) -> int:
+        """Bands of the images, one per ``mean`` value (the seglab command gives the model
+        this)."""
+        return len(self.mean)
+
+    def input_check(self) -> partial:
+        """``check(image, name)``: refuses an image the normalisation does not fit
+        (``seglab.data.normalize.check_input``), naming its file; picklable for the workers."""
+        return partial(check_input, mean=self.mean, statistics_given=self.statistics_given)
+
+    def statistics_dataset(self) -> Dataset:
+        """What ``seglab stats`` computes per-band statistics over: the training splits' samples,
+        each pixel once (``seglab.data.stats.band_statistics``)."""
+        sources = [self.source(split) for split in self.train_splits]
+        return sources[0] if len(sources) == 1 else ConcatDataset(sources)
 
     def make_dataset(self, split: Split) -> SegmentationDataset:
         """The split's dataset: what its samples are and how one is decoded (``load``)."""
@@ -221,7 +243,9 @@ class SegmentationDataModule(L.LightningDataModule):
             return self._training_split("train")
         if split not in self.datasets:
             transform = eval_transform(self.mean, self.std)
-            self.datasets[split] = TransformedDataset(self.source(split), transform)
+            self.datasets[split] = TransformedDataset(
+                self.source(split), transform, self.input_check()
+            )
         return self.datasets[split]
 
     def train_dataset(self) -> Dataset:
@@ -233,7 +257,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def _training_split(self, split: Split) -> Dataset:
         if split not in self._training:
             self._training[split] = TransformedDataset(
-                self.source(split), self.training_transform()
+                self.source(split), self.training_transform(), self.input_check()
             )
         return self._training[split]
 
@@ -377,7 +401,9 @@ class SegmentationDataModule(L.LightningDataModule):
         """With ``augment_on_device``, augments and normalises training batches on the device."""
         if self.augment_on_device and self.trainer is not None and self.trainer.training:
             batch = dict(batch)
-            batch["image"], batch["mask"] = self.batch_augment(batch["image"], batch["mask"])
+            batch["image"], batch["mask"] = self.batch_augment.augment_any(
+                batch["image"], batch["mask"]
+            )
         return batch
 
     def train_dataloader(self) -> DataLoader:
@@ -394,7 +420,7 @@ class SegmentationDataModule(L.LightningDataModule):
         if "predict" not in self.datasets:
             transform = eval_transform(self.mean, self.std)
             self.datasets["predict"] = ImageFolder(
-                list_images(self.predict_dir), transform, self.exif_orientation
+                list_images(self.predict_dir), transform, self.exif_orientation, self.input_check()
             )
         return self.datasets["predict"]
 
@@ -445,11 +471,16 @@ class ImageFolder(Dataset):
     """Images without masks, for prediction: ``{"image", "name"}`` with ``name`` the file path."""
 
     def __init__(
-        self, paths: list[Path], transform: Any = None, exif_orientation: ExifOrientation = "refuse"
+        self,
+        paths: list[Path],
+        transform: Any = None,
+        exif_orientation: ExifOrientation = "refuse",
+        check: Any = None,
     ) -> None:
         self.paths = list(paths)
         self.transform = transform
         self.exif_orientation = exif_orientation
+        self.check = check  # check(image, name), e.g. that the normalisation fits its bands
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -459,6 +490,8 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image: Tensor = read_image(self.paths[index], self.exif_orientation)
+        if self.check is not None:
+            self.check(image, str(self.paths[index]))
         if self.transform is not None:
             image = self.transform(tv_tensors.Image(image)).as_subclass(Tensor)
         return {"image": image, "name": str(self.paths[index])}

@@ -10,8 +10,15 @@ and ``explain`` read images with) become 8-bit RGB ``uint8 (3, H, W)``:
   onto a background);
 * CMYK and YCbCr images are converted to RGB by the plain formula, without colour management
   (``R = (255 - C) * (255 - K) / 255``...): colours are approximate;
-* images with more than 8 bits per channel (16-bit PNG or TIFF, 32-bit integer or float) are
-  refused: only you know how their range maps to 0-255;
+* multi-band images (TIFF or GeoTIFF) keep every band as stored, in their own type
+  (``read_multiband``): a TIFF with more than 8 bits per sample (16-bit, 32-bit integer, float),
+  with bands that are neither grey, RGB, palette nor CMYK (e.g. RGB + near-infrared), that PIL
+  cannot identify, or with GeoTIFF tags is read through rasterio (``seglab.data.rasters``; tifffile
+  when rasterio is not installed). ``uint8`` bands stay ``uint8``; every other type becomes
+  ``float32`` raw values (``seglab.data.normalize`` says how they are scaled). An alpha band is
+  dropped and its transparent pixels, like nodata pixels, are *invalid*: ``read_image_valid``
+  says which (training turns them into ``ignore_index``), their values are set to 0;
+* other images with more than 8 bits per channel (16-bit PNG) are refused: save them as TIFF;
 * an EXIF orientation other than 1 is refused, applied or ignored as ``exif_orientation`` says
   (``seglab.data.exif``).
 
@@ -35,6 +42,7 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image, decode_png
 
 from seglab.data.exif import ORIENTATIONS, ExifOrientation, apply_orientation, exif_orientation
+from seglab.data.rasters import data_bands, have_rasterio, image_tensor, open_raster, read_window
 from seglab.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -67,6 +75,10 @@ LOSSLESS_MASK_FORMATS = ("PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 _PNG_IMAGE_LAYOUTS = {(b, k) for b in (1, 2, 4, 8) for k in (0, 3)} | {(8, 2), (8, 4), (8, 6)}
 _PNG_ID_LAYOUTS = {(8, 0), (8, 3), (16, 0)}
 _PNG_RGB_LAYOUTS = {(8, 2), (8, 6)}
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+# GeoTIFF tags (ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory): such files
+# are read through rasterio, every band as stored.
+_GEOTIFF_TAGS = (33550, 33922, 34264, 34735)
 
 
 class SplitNotFound(DataError):
@@ -136,9 +148,10 @@ def _plain_png(
 
 
 def deep_image_problem(path: Path | str, depth: str) -> str:
-    """The refusal of an image with more than 8 bits per channel, with how to convert it."""
+    """The refusal of a non-TIFF image with more than 8 bits per channel, with what to do."""
     return (
-        f"{path}: image has {depth}; seglab reads 8-bit images. Convert it to 8-bit RGB with the "
+        f"{path}: image has {depth}; seglab reads such images from TIFF/GeoTIFF files only "
+        "(every band in its own type). Save it as TIFF, or convert it to 8-bit RGB with the "
         "scaling your data needs (e.g. `magick in.png -auto-level -depth 8 out.png`)"
     )
 
@@ -171,9 +184,85 @@ def orientation_problem(path: Path | str, orientation: int) -> str:
     )
 
 
+class _Multiband(Exception):
+    """Raised inside ``read_image``'s PIL branch: the file is read by ``read_multiband``."""
+
+
+def is_multiband_tiff(image: Image.Image) -> bool:
+    """Whether an opened TIFF is read band by band in its own type (``read_multiband``) rather
+    than converted to 8-bit RGB: more than 8 bits per sample, a PIL mode without an RGB rule
+    (``CONVERSIONS``), extra samples that are not alpha, or GeoTIFF tags."""
+    if image.format != "TIFF":
+        return False
+    tags = image.tag_v2
+    bits = tags.get(258, 8)
+    bits = max(bits) if isinstance(bits, tuple) else int(bits)
+    extra = tags.get(338, ())
+    extra = extra if isinstance(extra, tuple) else (extra,)
+    return (
+        bits > 8
+        or image.mode not in CONVERSIONS
+        or any(v not in (1, 2) for v in extra)
+        or any(tag in tags for tag in _GEOTIFF_TAGS)
+    )
+
+
+def read_multiband(path: str | Path) -> tuple[Tensor, Tensor | None]:
+    """A TIFF/GeoTIFF (or, with rasterio, any GDAL raster) as ``(image (C, H, W), valid (H, W) bool
+    or None when every pixel is valid)``: every band but alpha as stored, ``uint8`` or ``float32``
+    raw values (``seglab.data.rasters.image_tensor``). rasterio when installed, else tifffile."""
+    path = Path(path)
+    if have_rasterio():
+        with open_raster(path) as src:
+            image, valid = read_window(src, None, data_bands(src))
+    else:
+        image, valid = _read_tifffile(path)
+    return image_tensor(image, valid), None if valid.all() else torch.from_numpy(valid)
+
+
+def _read_tifffile(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """tifffile's reading of a TIFF's first image: bands first, alpha samples dropped (their zeros
+    invalid), GDAL's nodata tag (42113) and NaN invalid."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series, page = tif.series[0], tif.pages[0]
+            array, axes = series.asarray(), series.axes
+            extra = page.tags.get(338)
+            nodata = page.tags.get(42113)
+    except (tifffile.TiffFileError, OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot decode image: {e}") from None
+    if axes.endswith("S"):  # samples interleaved: (H, W, S)
+        array = np.moveaxis(array, -1, 0)
+    array = array.reshape(-1, *array.shape[-2:])
+    valid = np.ones(array.shape[-2:], bool)
+    alphas = [v in (1, 2) for v in (extra.value if extra is not None else ())]
+    if any(alphas) and len(alphas) < array.shape[0]:
+        keep = array.shape[0] - len(alphas)
+        flags = [False] * keep + alphas
+        valid &= (array[[i for i, f in enumerate(flags) if f]] > 0).all(0)
+        array = array[[i for i, f in enumerate(flags) if not f]]
+    if nodata is not None:
+        value = float(str(nodata.value).strip("\x00 "))
+        valid &= ~(array == np.array(value, array.dtype)).any(0)
+    if array.dtype.kind == "f":
+        valid &= ~np.isnan(array).any(0)
+    return array, valid
+
+
 def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
-    """An image as 8-bit RGB ``uint8 (3, H, W)``, by the rules of this module's docstring; ``exif``
-    says what to do with an EXIF orientation other than 1."""
+    """An image ``(C, H, W)`` by the rules of this module's docstring: 8-bit RGB ``uint8 (3, H, W)``
+    for photos; multi-band TIFF/GeoTIFF files with their own bands (``uint8`` or ``float32``, their
+    invalid pixels 0). ``exif`` says what to do with an EXIF orientation other than 1."""
+    return read_image_valid(path, exif)[0]
+
+
+def read_image_valid(
+    path: str | Path, exif: ExifOrientation = "refuse"
+) -> tuple[Tensor, Tensor | None]:
+    """``read_image`` and the pixels that hold data: ``valid (H, W)`` bool, ``None`` when all do
+    (every 8-bit photo); False at a multi-band raster's nodata and transparent pixels."""
     path = Path(path)
     data = _read_file(path, "image")
     try:
@@ -184,6 +273,8 @@ def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
             image = decode_png(torch.frombuffer(data, dtype=torch.uint8), ImageReadMode.RGB)
         else:
             with Image.open(io.BytesIO(data)) as header:
+                if is_multiband_tiff(header):
+                    raise _Multiband
                 check_image_mode(path, header)
                 orientation = exif_orientation(header)
                 sound = header.format != "PNG" or _plain_png(data, True, metadata_ok=True)
@@ -195,7 +286,11 @@ def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
                     image = pixels.permute(2, 0, 1).contiguous()
     except DataError:
         raise
+    except _Multiband:
+        return read_multiband(path)
     except UnidentifiedImageError:
+        if bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF layout PIL does not know (e.g. 4-band uint16)
+            return read_multiband(path)
         raise DataError(f"{path}: cannot decode image: not an image PIL can identify") from None
     except (RuntimeError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot decode image (corrupt or truncated): {e}") from None
@@ -204,8 +299,8 @@ def read_image(path: str | Path, exif: ExifOrientation = "refuse") -> Tensor:
     if orientation != 1 and exif != "ignore":
         if exif != "apply":
             raise DataError(orientation_problem(path, orientation))
-        return apply_orientation(image, orientation)
-    return image
+        return apply_orientation(image, orientation), None
+    return image, None
 
 
 def webp_is_lossless(source: Path | bytes | bytearray) -> bool:

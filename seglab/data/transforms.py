@@ -226,7 +226,11 @@ class TrainTransform(v2.Transform):
         out = self.crop.transform(inpt, params)
         p: AugmentParams | None = params["augment"]
         if p is not None and isinstance(out, tv_tensors.Image):
-            image, _ = self.augment.apply(out.as_subclass(Tensor)[None], None, p)
+            x = out.as_subclass(Tensor)[None]
+            if x.dtype == torch.uint8:
+                image, _ = self.augment.apply(x, None, p)
+            else:  # float32 raw values of bands of other types
+                image, _ = self.augment.apply_raw(x, None, p)
             return image[0].as_subclass(tv_tensors.Image)
         if p is not None and isinstance(out, tv_tensors.Mask):
             mask = self.augment.flip(out.as_subclass(Tensor)[None], p)

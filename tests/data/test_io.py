@@ -63,17 +63,21 @@ def test_cmyk_is_converted_without_colour_management(tmp_path, ext):
     assert np.abs(as_hwc(read_image(path)).astype(np.float64) - expected).max() <= 1
 
 
-def test_16bit_images_are_refused_with_how_to_convert_them(tmp_path):
+def test_16bit_pngs_are_refused_with_how_to_convert_them_and_deep_tiffs_read_as_stored(tmp_path):
     grey16 = RGB[..., 0].astype(np.uint16) * 257
     Image.fromarray(grey16).save(tmp_path / "grey16.png")
     Image.fromarray(grey16).save(tmp_path / "grey16.tif")
     save_png16(RGB.astype(np.uint16) * 257, tmp_path / "rgb16.png")
-    for name in ("grey16.png", "grey16.tif", "rgb16.png"):
-        with pytest.raises(DataError, match=rf"{name}: image has 16 bits per channel.*magick"):
+    for name in ("grey16.png", "rgb16.png"):
+        with pytest.raises(DataError, match=rf"{name}: image has 16 bits per channel.*TIFF"):
             read_image(tmp_path / name)
-    Image.fromarray(RGB[..., 0].astype(np.float32)).save(tmp_path / "float.tif")
-    with pytest.raises(DataError, match=r"float\.tif: image has 32-bit float pixels.*8-bit RGB"):
-        read_image(tmp_path / "float.tif")
+    # TIFFs of deeper types keep their one band, as float32 raw values (seglab.data.io)
+    image = read_image(tmp_path / "grey16.tif")
+    assert image.dtype == torch.float32 and image.shape == (1, *grey16.shape)
+    assert torch.equal(image[0], torch.from_numpy(grey16.astype(np.float32)))
+    floats = RGB[..., 0].astype(np.float32) / 7
+    Image.fromarray(floats).save(tmp_path / "float.tif")
+    assert torch.equal(read_image(tmp_path / "float.tif")[0], torch.from_numpy(floats))
 
 
 def test_unreadable_files_say_why(tmp_path):

@@ -31,7 +31,8 @@ from seglab.data.io import DataError
 
 class SegmentationDataset(Dataset):
     """Subclasses implement ``__len__`` and
-    ``load(index) -> (image uint8 (3,H,W), mask (H,W), name)`` where ``name`` identifies the sample
+    ``load(index) -> (image (C,H,W), mask (H,W), name)`` (image ``uint8``, or ``float32`` raw values
+    of other types: ``seglab.data.io``) where ``name`` identifies the sample
     (its image path) in error messages and predictions, and, when samples come from files,
     ``image_file`` and ``mask_file``.
 
@@ -61,7 +62,7 @@ class SegmentationDataset(Dataset):
         raise NotImplementedError
 
     def read(self, index: int) -> tuple[Tensor, Tensor, str]:
-        """Sample ``index`` decoded and checked: ``(image uint8 (C,H,W), mask (H,W), name)``."""
+        """Sample ``index`` decoded and checked: ``(image (C,H,W), mask (H,W), name)``."""
         image, mask, name = self.load(index)
         check_sample(image, mask, name, self.num_classes, self.ignore_index, self.mask_file(index))
         return image, mask, name
@@ -134,15 +135,24 @@ class TransformedDataset(Dataset):
     data module's loaders batch. ``source`` stays reachable for what needs the whole raw samples
     (class statistics count its masks, never the random crops)."""
 
-    def __init__(self, source: SampleSource, transform: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        source: SampleSource,
+        transform: Callable[..., Any] | None = None,
+        check: Callable[[Tensor, str], None] | None = None,
+    ) -> None:
         self.source = source
         self.transform = transform
+        self.check = check  # check(image, name): e.g. that the normalisation fits its bands
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return as_sample(*self.source.read(index), self.source.ignore_index, self.transform)
+        image, mask, name = self.source.read(index)
+        if self.check is not None:
+            self.check(image, name)
+        return as_sample(image, mask, name, self.source.ignore_index, self.transform)
 
     def image_file(self, index: int) -> Path | None:
         return self.source.image_file(index)
@@ -161,9 +171,10 @@ def check_sample(
 ) -> None:
     """Refuses a sample the model cannot learn from correctly. Mask problems name ``mask_name`` (the
     mask file), image problems ``name`` (the sample, its image file)."""
-    if image.ndim != 3 or image.dtype != torch.uint8:
+    if image.ndim != 3 or image.dtype not in (torch.uint8, torch.float32):
         raise DataError(
-            f"{name}: expected a uint8 image (C, H, W), got {image.dtype} {tuple(image.shape)}"
+            f"{name}: expected a uint8 or float32 image (C, H, W), got {image.dtype} "
+            f"{tuple(image.shape)}"
         )
     mask_name = mask_name or f"{name} (its mask)"
     if image.shape[-2:] != mask.shape[-2:]:

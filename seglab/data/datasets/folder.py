@@ -14,12 +14,15 @@ subdirectories are not samples. An empty split is an error naming its directory.
 
 Masks hold class ids (single-channel or palette PNGs), or, with ``palette``, RGB colours: the colour
 at ``palette[i]`` is class ``i`` and ``ignore_color`` is ignored; any other colour is an error.
+Images may be multi-band TIFF/GeoTIFF files (``seglab.data.io``); their nodata and transparent
+pixels become ``ignore_index`` in the mask.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from seglab.data.datamodule import SegmentationDataModule, Split
@@ -30,7 +33,7 @@ from seglab.data.io import (
     SplitNotFound,
     colors_to_ids,
     file_problem,
-    read_image,
+    read_image_valid,
     read_mask,
     read_rgb_mask,
 )
@@ -154,7 +157,12 @@ class FolderDataset(SegmentationDataset):
                 self.ignore_color,
                 self.ignore_index,
             )
-        return read_image(image_path, self.exif_orientation), mask, str(image_path)
+        image, valid = read_image_valid(image_path, self.exif_orientation)
+        if valid is not None and valid.shape == mask.shape:  # nodata counts nowhere
+            fits = mask.dtype != torch.uint8 or 0 <= self.ignore_index <= 255
+            mask = mask.clone() if fits else mask.long()
+            mask[~valid] = self.ignore_index
+        return image, mask, str(image_path)
 
 
 class FolderDataModule(SegmentationDataModule):
