@@ -288,12 +288,14 @@ class SeglabCLI(LightningCLIHooks):
         of its injected parts (network, loss, optimizer, schedule) for ``load_from_checkpoint``."""
         if self.built_data is not None:
             link_classes(kwargs, self.built_data, self.from_checkpoint)
+            link_in_channels(kwargs, self.built_data)
         dump = self.parser.dump(
             self.config, skip_link_targets=False, skip_none=False, format="yaml"
         )
         dump = yaml.safe_load(dump)
         recorded = (dump[self.subcommand] if self.subcommand else dump)["model"]
-        recorded.update({k: kwargs[k] for k in ("num_classes", "class_names") if k in kwargs})
+        linked = ("num_classes", "class_names", "in_channels")
+        recorded.update({k: kwargs[k] for k in linked if k in kwargs})
         with recording_config(recorded):
             return cls(*args, **kwargs)
 
@@ -432,6 +434,23 @@ def link_classes(model_kwargs: dict[str, Any], data: object, checkpoint: Path | 
         raise ConfigError(
             f"model.num_classes: {type(data).__name__} has no num_classes attribute; "
             "set --model.num_classes"
+        )
+
+
+def link_in_channels(model_kwargs: dict[str, Any], data: object) -> None:
+    """The data decides the input bands: a data module with ``in_channels`` (seglab's: one per
+    ``data.mean`` value) sets ``model.in_channels`` when that is left at its default of 3; another
+    value that differs is refused."""
+    value = getattr(data, "in_channels", None)
+    if not isinstance(value, int):
+        return
+    given = model_kwargs.get("in_channels", 3)
+    if given == 3:
+        model_kwargs["in_channels"] = value
+    elif given != value:
+        raise ConfigError(
+            f"model.in_channels is {given} but the data module {type(data).__name__} gives "
+            f"{value} bands (one per data.mean value): set the bands once, on the data"
         )
 
 

@@ -6,6 +6,7 @@ from seglab.data.datasets.camvid import CamVidDataModule
 from seglab.data.datasets.cityscapes import CityscapesDataModule
 from seglab.data.datasets.folder import FolderDataModule
 from seglab.data.datasets.pets import OxfordPetsDataModule
+from seglab.data.datasets.raster import RasterDataModule
 from seglab.data.datasets.synthetic import SyntheticDataModule
 from seglab.data.datasets.voc import VOCDataModule
 from seglab.data.io import DataError
@@ -21,6 +22,7 @@ __all__ = [
     "FolderDataModule",
     "OxfordPetsDataModule",
     "RareClassSampling",
+    "RasterDataModule",
     "SegmentationDataModule",
     "SegmentationDataset",
     "SyntheticDataModule",

@@ -12,7 +12,8 @@ pixels back from the page cache costs well under one. ``data.cache_dir`` turns i
 
     cache_dir/<split>-<DatasetType>-<settings hash>/
         index.json      per sample: name, source files (path, size, mtime_ns), byte offsets, shapes
-        data-<id>.bin   image (C,H,W) uint8 then mask (H,W) bytes of every sample, 64-byte aligned
+        data-<id>.bin   image (C,H,W) uint8 (float32 for non-uint8 bands) then mask (H,W) bytes
+                        of every sample, 64-byte aligned
 
 The directory name hashes the dataset type and every setting that changes decoded content (label
 mappings, palettes, ``ignore_index``: ``SegmentationDataset.cache_settings``) and the directories
@@ -125,10 +126,12 @@ class DecodedCache(Dataset):
         self.mask_dtype = np.dtype(index["mask_dtype"])
         samples = index["samples"]
         self.names = [s["name"] for s in samples]
-        # offset, channels, height, width, mask offset: one small int64 array for every sample
+        # offset, channels, height, width, mask offset, float32 image (0/1): one small int64
+        # array for every sample
         self.layout = np.array(
-            [[s["offset"], *s["image_shape"], s["mask_offset"]] for s in samples], dtype=np.int64
-        ).reshape(-1, 5)
+            [[s["offset"], *s["image_shape"], s["mask_offset"], _is_float(s)] for s in samples],
+            dtype=np.int64,
+        ).reshape(-1, 6)
         self._map: np.memmap | None = None
 
     def __len__(self) -> int:
@@ -159,12 +162,16 @@ class DecodedCache(Dataset):
         return self.dataset.source_files(index)
 
     def read(self, index: int) -> tuple[Tensor, Tensor, str]:
-        """``(image uint8 (C,H,W), mask (H,W), name)`` as read (and checked) when the cache was
-        built."""
+        """``(image (C,H,W), mask (H,W), name)`` as read (and checked) when the cache was
+        built: ``uint8`` images, or ``float32`` raw values of other types."""
         if self._map is None:
             self._map = np.memmap(self.data_file, dtype=np.uint8, mode="r")
-        offset, c, h, w, mask_offset = (int(v) for v in self.layout[index])
-        image = np.array(self._map[offset : offset + c * h * w]).reshape(c, h, w)
+        offset, c, h, w, mask_offset, is_float = (int(v) for v in self.layout[index])
+        if is_float:
+            image = np.array(self._map[offset : offset + 4 * c * h * w]).view(np.float32)
+            image = image.reshape(c, h, w)
+        else:
+            image = np.array(self._map[offset : offset + c * h * w]).reshape(c, h, w)
         size = h * w * self.mask_dtype.itemsize
         mask = np.array(self._map[mask_offset : mask_offset + size]).view(self.mask_dtype)
         return torch.from_numpy(image), torch.from_numpy(mask.reshape(h, w)), self.names[index]
@@ -230,6 +237,11 @@ def open_cache(
     return DecodedCache(dataset, directory, index)
 
 
+def _is_float(entry: dict[str, Any]) -> int:
+    """1 for a sample whose image is stored as float32 (raw values of non-uint8 bands), else 0."""
+    return int(entry.get("image_dtype", "uint8") == "float32")
+
+
 def _build(
     dataset: SegmentationDataset,
     directory: Path,
@@ -252,16 +264,20 @@ def _build(
             if old is not None and old_map is not None:
                 c, h, w = old["image_shape"]
                 end = old["mask_offset"] + h * w * dtype.itemsize
-                image_bytes = old_map[old["offset"] : old["offset"] + c * h * w]
+                size = c * h * w * (4 if _is_float(old) else 1)
+                image_bytes = old_map[old["offset"] : old["offset"] + size]
+                image_dtype = old.get("image_dtype", "uint8")
                 mask_bytes = old_map[old["mask_offset"] : end]
                 sample_name = old["name"]
             else:
                 image, mask, sample_name = dataset.read(i)
                 c, h, w = image.shape
-                image_bytes = image.contiguous().numpy()
+                image_bytes = image.contiguous().numpy().view(np.uint8)
+                image_dtype = str(image.dtype).removeprefix("torch.")
                 mask_bytes = mask.numpy().astype(dtype, copy=False).view(np.uint8)
                 decoded += 1
             entry = {"name": sample_name, "sources": sources, "image_shape": [c, h, w]}
+            entry["image_dtype"] = image_dtype
             for key, data in (("offset", image_bytes), ("mask_offset", mask_bytes)):
                 entry[key] = offset
                 out.write(memoryview(np.ascontiguousarray(data)).cast("B"))

@@ -25,7 +25,13 @@ from torch import Tensor
 
 from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.exif import ORIENTATIONS, exif_orientation
-from seglab.data.io import CONVERSIONS, DataError, SplitNotFound, read_image
+from seglab.data.io import (
+    CONVERSIONS,
+    DataError,
+    SplitNotFound,
+    is_multiband_tiff,
+    read_image,
+)
 from seglab.data.stats import label_counts
 
 # A mask is reported as photo-like when at least this share of its boundary pixels (and this many
@@ -83,8 +89,14 @@ def interpolated_boundary_share(mask: Tensor, ignore_index: int) -> tuple[int, f
 def _image_notes(path: Path, exif_setting: str) -> list[tuple[str, str]]:
     """``(what was done, file)`` for an image converted by a rule or turned by its EXIF
     orientation."""
-    with Image.open(path) as im:
-        rule, orientation = CONVERSIONS.get(im.mode), exif_orientation(im)
+    try:
+        with Image.open(path) as im:
+            multiband = is_multiband_tiff(im)
+            rule, orientation = CONVERSIONS.get(im.mode), exif_orientation(im)
+    except (OSError, ValueError):  # not a PIL image: a raster read band by band
+        multiband, orientation = True, 1
+    if multiband:
+        return [("multi-band raster, every band read as stored (seglab.data.io)", str(path))]
     notes = [(rule, str(path))] if rule else []
     if orientation != 1:
         done = "turned as viewers show it" if exif_setting == "apply" else "used as stored"
@@ -119,12 +131,22 @@ def check_split(dataset: SegmentationDataset, report: SplitReport) -> None:
     report.pixels = torch.zeros(num_classes, dtype=torch.long)
     exif_setting = getattr(dataset, "exif_orientation", "refuse")
     notes: dict[str, list[str]] = defaultdict(list)
+    noted: set[Path] = set()
+    # per (image file, band): the lowest and highest labelled value outside the dataset's
+    # valid_range, over all its samples (a raster's windows): one line per file and band
+    out_of_range: dict[tuple[Path, int], list[float]] = {}
+    value_problems = getattr(dataset, "value_problems", None)
     for index in range(len(dataset)):
         try:
-            _, mask, name = dataset.read(index)
+            image, mask, name = dataset.read(index)
         except DataError as e:
             report.problems += e.problems + _unread_image_problems(dataset, index, e.problems)
             continue
+        if value_problems is not None:
+            for band, low, high in value_problems(image, mask):
+                key = (dataset.image_file(index) or Path(name), band)
+                seen = out_of_range.setdefault(key, [low, high])
+                seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
         mask_file = dataset.mask_file(index)
         report.pixels += label_counts(mask.long(), ignore_index, num_classes)[:num_classes]
         count, share = interpolated_boundary_share(mask, ignore_index)
@@ -136,9 +158,16 @@ def check_split(dataset: SegmentationDataset, report: SplitReport) -> None:
                 "with nearest neighbour"
             )
         image_file = dataset.image_file(index)
-        if image_file is not None:
+        if image_file is not None and image_file not in noted:
+            noted.add(image_file)
             for what, file in _image_notes(image_file, exif_setting):
                 notes[what].append(file)
+    for (file, band), (low, high) in out_of_range.items():
+        expected = list(dataset.valid_range[band])
+        report.problems.append(
+            f"{file}: band {band + 1} has labelled values from {low:g} to {high:g}, outside "
+            f"data.valid_range {expected}"
+        )
     for what, files in notes.items():
         more = f" and {len(files) - 1} more" if len(files) > 1 else ""
         report.notes.append(f"{len(files)} images: {what}: {files[0]}{more}")

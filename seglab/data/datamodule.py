@@ -236,6 +236,12 @@ class SegmentationDataModule(L.LightningDataModule):
                 self.sources[split] = dataset
         return self.sources[split]
 
+    def training_source(self, split: Split) -> SampleSource:
+        """The samples of a split that training crops from: ``source(split)`` (data modules whose
+        training samples differ from the evaluation ones, like the raster module's overlapping
+        regions, override it). Rare-class sampling counts these."""
+        return self.source(split)
+
     def dataset(self, split: Split) -> Dataset:
         """One split's samples as the loaders see them, built once: ``train`` with the training
         transform, the others with the evaluation transform (what validation and test read)."""
@@ -257,7 +263,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def _training_split(self, split: Split) -> Dataset:
         if split not in self._training:
             self._training[split] = TransformedDataset(
-                self.source(split), self.training_transform(), self.input_check()
+                self.training_source(split), self.training_transform(), self.input_check()
             )
         return self._training[split]
 
@@ -282,7 +288,7 @@ class SegmentationDataModule(L.LightningDataModule):
         """Counts the class pixels of the training samples once (whole samples, from the decoded
         cache when there is one): the sampler's per-sample weights, kept, and the crop's class
         weights, returned."""
-        sources = [self.source(split) for split in self.train_splits]
+        sources = [self.training_source(split) for split in self.train_splits]
         counts = class_pixel_counts(
             sources[0] if len(sources) == 1 else ConcatDataset(sources),
             num_workers=self.num_workers,
@@ -327,7 +333,7 @@ class SegmentationDataModule(L.LightningDataModule):
         if stage != "fit":
             return
         self._check_train_splits()
-        samples = sum(len(self.source(split)) for split in self.train_splits)
+        samples = sum(len(self.training_source(split)) for split in self.train_splits)
         if samples < self.batch_size:
             raise DataError(
                 f"the training splits ({', '.join(self.train_splits)}) have {samples} samples, "

@@ -23,6 +23,7 @@ or processes: each DataLoader worker opens its own (``RasterCache``).
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -221,8 +222,11 @@ class RasterCache:
     def __init__(self, size: int = 16) -> None:
         self.size = size
         self._open: OrderedDict[str, Any] = OrderedDict()
+        self._pid = os.getpid()
 
     def get(self, path: str | Path) -> Any:
+        if os.getpid() != self._pid:  # a forked worker: the parent's handles are not its own
+            self._open, self._pid = OrderedDict(), os.getpid()
         key = str(path)
         src = self._open.pop(key, None)
         if src is None:
@@ -237,7 +241,7 @@ class RasterCache:
             self._open.popitem()[1].close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"size": self.size, "_open": OrderedDict()}
+        return {"size": self.size, "_open": OrderedDict(), "_pid": -1}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._open)

@@ -180,3 +180,59 @@ def class_pixel_counts(
         width = num_classes
     padded = [torch.nn.functional.pad(r, (0, width - len(r))) for rows, _ in tables for r in rows]
     return torch.stack(padded) if padded else torch.zeros(0, width, dtype=torch.long)
+
+
+class _BandSums(Dataset):
+    """Per sample: labelled pixels, and per band the sum and sum of squares of ``value / 255``
+    over them (float64)."""
+
+    def __init__(self, source: Any, ignore_index: int) -> None:
+        self.source = source
+        self.ignore_index = ignore_index
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, str, str]:
+        image, mask, name = self.source.read(index)
+        kept = (mask != self.ignore_index).reshape(-1)
+        x = image.reshape(image.shape[0], -1)[:, kept].to(torch.float64) / 255
+        dtype = str(image.dtype).removeprefix("torch.")
+        return torch.tensor(int(kept.sum())), x.sum(1), (x * x).sum(1), name, dtype
+
+
+def band_statistics(
+    dataset: Any, num_workers: int = 0
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-band ``mean`` and ``std`` (population) of ``value / 255`` over every labelled pixel
+    (``mask != ignore_index``: nodata became ``ignore_index``) of the samples of a seglab source
+    (a dataset, its decoded cache, or a ``ConcatDataset`` of them), as ``read`` gives them: what
+    ``data.mean``/``data.std`` take (``seglab.data.normalize``'s scaling rule). Samples whose
+    band count or type differ from the first one's are a ``DataError`` naming each."""
+    pixels, total, squares = 0, None, None
+    first: tuple[int, str, str] | None = None
+    problems = []
+    for part in _parts(dataset):
+        source = _source(part) or part
+        rows = DataLoader(
+            _BandSums(source, source.ignore_index), batch_size=None, num_workers=num_workers
+        )
+        for count, sums, sq, name, dtype in rows:
+            if first is None:
+                first = (len(sums), dtype, name)
+            elif (len(sums), dtype) != first[:2]:
+                problems.append(
+                    f"{name}: image has {len(sums)} {dtype} bands but {first[2]} has "
+                    f"{first[0]} {first[1]} bands: every image needs the same bands"
+                )
+                continue
+            pixels += int(count)
+            total = sums if total is None else total + sums
+            squares = sq if squares is None else squares + sq
+    if problems:
+        raise DataError(*problems)
+    if not pixels:
+        raise DataError("band statistics: the training samples have no labelled pixels")
+    mean = total / pixels
+    std = (squares / pixels - mean * mean).clamp(min=0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
