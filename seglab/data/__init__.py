@@ -5,6 +5,7 @@ from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.datasets.camvid import CamVidDataModule
 from seglab.data.datasets.cityscapes import CityscapesDataModule
 from seglab.data.datasets.folder import FolderDataModule
+from seglab.data.datasets.inria import InriaAerialDataModule
 from seglab.data.datasets.pets import OxfordPetsDataModule
 from seglab.data.datasets.raster import RasterDataModule
 from seglab.data.datasets.synthetic import SyntheticDataModule
@@ -20,6 +21,7 @@ __all__ = [
     "CityscapesDataModule",
     "DataError",
     "FolderDataModule",
+    "InriaAerialDataModule",
     "OxfordPetsDataModule",
     "RareClassSampling",
     "RasterDataModule",

@@ -55,8 +55,10 @@ def download_and_extract(
     dataset: str,
     manual: str,
     timeout: float = NETWORK_TIMEOUT_S,
+    extract: bool = True,
 ) -> None:
-    """Downloads (or reuses verified copies of) ``resources`` into ``root`` and extracts them there.
+    """Downloads (or reuses verified copies of) ``resources`` into ``root`` and extracts them there
+    (unless ``extract`` is False: multi-part archives are extracted by their own tool).
 
     ``manual`` tells the user how to do it by hand; it ends every error message."""
     from torchvision.datasets.utils import download_url, extract_archive
@@ -76,4 +78,5 @@ def download_and_extract(
                 f"{archive}: checksum mismatch (expected sha1 {res.sha1}); delete it and retry. "
                 f"{manual}"
             )
-        extract_archive(str(archive), str(root))
+        if extract:
+            extract_archive(str(archive), str(root))
