@@ -18,6 +18,7 @@ from torch import Tensor
 
 from seglab.compat import metrics_step
 from seglab.data.batch import unpack_batch
+from seglab.data.io import display_rgb
 from seglab.data.normalize import denormalize
 from seglab.data.palette import default_palette
 from seglab.errors import ConfigError
@@ -47,11 +48,17 @@ def fixed_validation_samples(
 
 
 def to_uint8(image: Tensor, datamodule: object) -> np.ndarray:
-    """A normalised ``(3, H, W)`` image back to ``uint8`` ``(H, W, 3)``, with the data module's
-    ``mean``/``std`` when it has them, else by min-max scaling."""
+    """A normalised ``(C, H, W)`` image back to ``uint8`` ``(H, W, 3)``, with the data module's
+    ``mean``/``std`` when it has them (other than 3 bands: ``display_rgb`` of the values), else by
+    min-max scaling."""
     mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
     if mean is not None and std is not None and len(mean) == image.shape[0]:
-        return denormalize(image, mean, std).permute(1, 2, 0).numpy()
+        if image.shape[0] == 3:
+            return denormalize(image, mean, std).permute(1, 2, 0).numpy()
+        # other band counts: the first bands' values (seglab.data.normalize's rule, inverted)
+        shape = (-1, 1, 1)
+        raw = (image * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)) * 255
+        return display_rgb(raw)
     image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
     return (image * 255).round().byte().permute(1, 2, 0).numpy()
 

@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 from PIL import Image
 
 from seglab.cli.experiment import ExperimentCommand
-from seglab.data.io import read_image
+from seglab.data.io import display_rgb, read_image
 from seglab.errors import ConfigError
 from seglab.explain.cam import explain_image, overlay
 
@@ -63,7 +63,7 @@ class ExplainCommand(ExperimentCommand):
         maps = explain_image(module, image, target, self.config.layer, **normalisation)
         out = Path(self.config.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        rgb = image.permute(1, 2, 0).numpy()
+        rgb = display_rgb(image)  # any bands and type: a picture to draw on
         stem = f"{Path(self.config.image).stem}_{module.class_names[target]}"
         self.written: dict[str, Path] = {}
         written = self.written

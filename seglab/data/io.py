@@ -428,3 +428,17 @@ def colors_to_ids(
             "(give every colour a class in data.palette, or set data.ignore_color)"
         )
     return values[pos]
+
+
+def display_rgb(image: Tensor) -> np.ndarray:
+    """A picture ``(H, W, 3)`` ``uint8`` of an image ``(C, H, W)`` of any bands and type, for
+    overlays (predict's ``--save_overlay``, explain, logged images): the first three bands (one
+    band repeated); bands that are not ``uint8`` stretched linearly from their 2nd to their 98th
+    percentile to 0-255."""
+    x = image[:3] if image.shape[0] >= 3 else image[:1].expand(3, -1, -1)
+    if x.dtype == torch.uint8:
+        return x.permute(1, 2, 0).contiguous().numpy()
+    values = x.detach().cpu().to(torch.float32).numpy()
+    low, high = np.percentile(values.reshape(3, -1), [2, 98], axis=1)
+    scaled = (values - low[:, None, None]) / np.maximum(high - low, 1e-12)[:, None, None]
+    return (scaled.clip(0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)

@@ -23,7 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from seglab.data.exif import ExifOrientation
-from seglab.data.io import DataError, read_image
+from seglab.data.io import DataError, display_rgb, read_image
 from seglab.data.palette import default_palette
 from seglab.errors import ConfigError
 
@@ -166,8 +166,7 @@ class PredictionWriter(BasePredictionWriter):
     def _write_overlay(self, source: str, ids: np.ndarray, path: Path) -> None:
         """Colours over the original image file (not the normalized tensor)."""
         if Path(source).is_file():
-            image = read_image(source, self.exif_orientation).permute(1, 2, 0).numpy()
-            image = image.astype(np.float32)
+            image = display_rgb(read_image(source, self.exif_orientation)).astype(np.float32)
         else:
             image = np.zeros((*ids.shape, 3), np.float32)
         colors = self.palette[ids].astype(np.float32)

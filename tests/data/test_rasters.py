@@ -157,10 +157,27 @@ def test_4band_uint16_geotiffs_train_validate_and_predict_through_the_command(
             str(images),
             "--output_dir",
             str(out),
+            "--save_overlay",
+            "true",
         ]
     )
     ids = np.array(Image.open(out / "tile0.png"))
     assert ids.shape == (70, 90) and ids.max() < 3
+    assert np.array(Image.open(out / "tile0_overlay.png")).shape == (70, 90, 3)
+    explain = main(
+        [
+            "explain",
+            "--ckpt_path",
+            ckpt,
+            "--image",
+            str(images / "tile0.tif"),
+            "--class",
+            "1",
+            "--output_dir",
+            str(tmp_path / "explain"),
+        ]
+    )
+    assert np.array(Image.open(explain.written["gradcam"])).shape == (70, 90, 3)
 
 
 class PixelNet(torch.nn.Module):
