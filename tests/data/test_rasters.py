@@ -352,3 +352,17 @@ def test_folder_datasets_take_multiband_tiffs_with_differing_bands_reported(tmp_
         band_statistics(data.statistics_dataset())
     image, mask, _ = data.source("train").read(0)
     assert image.shape == (4, 24, 24) and (mask[:5, :7] == 255).all()
+
+
+def test_without_rasterio_tifffile_reads_multiband_tiffs_with_gdal_nodata(tmp_path, monkeypatch):
+    import tifffile
+
+    array = np.arange(4 * 6 * 5, dtype=np.uint16).reshape(4, 6, 5) + 100
+    array[:, 2, 3] = 7  # GDAL_NODATA in every band
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, array, photometric="minisblack", extratags=[(42113, "s", 0, "7", True)])
+    monkeypatch.setattr("seglab.data.io.have_rasterio", lambda: False)
+    image, valid = read_image_valid(path)
+    assert image.dtype == torch.float32 and image.shape == (4, 6, 5)
+    assert not valid[2, 3] and int(valid.sum()) == 29
+    assert torch.equal(image[:, 0, 0], torch.from_numpy(array[:, 0, 0].astype(np.float32)))
