@@ -24,6 +24,7 @@ from seglab.data import (
     OxfordPetsDataModule,
     RareClassSampling,
     SegmentationDataModule,
+    StreamingDataModule,
     SyntheticDataModule,
     VOCDataModule,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "SeglabError",
     "SegmentationDataModule",
     "SegmentationModule",
+    "StreamingDataModule",
     "SyntheticDataModule",
     "Throughput",
     "VOCDataModule",

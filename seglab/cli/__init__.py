@@ -1,6 +1,6 @@
 """The ``seglab`` command: LightningCLI's ``fit|validate|test|predict`` and the commands that read
-an experiment without training (``check-data cache weights export explain``), one experiment
-parser."""
+an experiment without training (``check-data cache optimize weights export explain``), one
+experiment parser."""
 
 from __future__ import annotations
 
@@ -17,16 +17,25 @@ from seglab.cli.experiment import (
 )
 from seglab.cli.explain import ExplainCommand
 from seglab.cli.export import ExportCommand
+from seglab.cli.optimize import OptimizeCommand
 from seglab.cli.weights import WeightsCommand
 
 COMMANDS: dict[str, type[ExperimentCommand]] = {
     command.name: command
-    for command in (CheckDataCommand, CacheCommand, WeightsCommand, ExportCommand, ExplainCommand)
+    for command in (
+        CheckDataCommand,
+        CacheCommand,
+        OptimizeCommand,
+        WeightsCommand,
+        ExportCommand,
+        ExplainCommand,
+    )
 }
 USAGE = f"""usage: seglab COMMAND --config experiments/X.yaml [--section.key value ...]
 
   {" | ".join(TRAINER_COMMANDS):<36} train, evaluate, predict (trainer, model, data options)
   {"check-data | cache":<36} check every split; decode it into data.cache_dir
+  {"optimize":<36} write the splits as LitData shards (StreamingDataModule)
   {"weights fetch|list":<36} fill or show the pretrained-weights cache
   {"export | explain":<36} ONNX/TorchScript/smp files; Grad-CAM and saliency maps
 
