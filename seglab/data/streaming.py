@@ -199,6 +199,14 @@ def optimize_split(
         bytes=sum(int(c["chunk_bytes"]) for c in chunks),
         seconds=time.perf_counter() - start,
     )
+    # LitData reports a failed upload of a chunk and goes on: every chunk must be there.
+    missing = [c["filename"] for c in chunks if not _exists(target, c["filename"], storage_options)]
+    if missing:
+        raise DataError(
+            f"{target}: {len(missing)} of {len(chunks)} chunks were not written (e.g. "
+            f"{missing[0]}; LitData's log above says why); write the split again with "
+            "--overwrite true"
+        )
     if written.samples != len(dataset):
         raise DataError(
             f"{target}: LitData wrote {written.samples} samples of the {split} split's "
@@ -220,6 +228,12 @@ def _write_json(
         local = os.path.join(tmp, name)
         Path(local).write_text(text)
         litdata_filesystem(directory, storage_options).upload_file(local, f"{directory}/{name}")
+
+
+def _exists(directory: str, name: str, storage_options: dict | None) -> bool:
+    if not is_remote(directory):
+        return Path(directory, name).is_file()
+    return litdata_filesystem(directory, storage_options).exists(f"{directory}/{name}")
 
 
 def _read_json(directory: str, name: str, storage_options: dict | None) -> dict[str, Any]:
