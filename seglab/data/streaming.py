@@ -423,6 +423,8 @@ class StreamingDataModule(SegmentationDataModule):
         self.max_cache_size = max_cache_size
         self.shuffle_seed = shuffle_seed
         self._streamed_train: StreamingDataset | None = None
+        self._train_loader: StreamingDataLoader | None = None
+        self._resume_position: dict[str, Any] | None = None
 
     # --- the splits ------------------------------------------------------------------------------
     def split_metadata(self, split: Split) -> dict[str, Any]:
@@ -487,12 +489,11 @@ class StreamingDataModule(SegmentationDataModule):
             )
 
     def train_dataloader(self) -> StreamingDataLoader:
-        """LitData's loader: its rank/node/worker sharding and its resume state (Lightning keeps
-        it in checkpoints). Its workers are started afresh every epoch: they take the epoch and
-        the resume position from the main process when the epoch starts."""
-        dataset = self.streamed_train_dataset()
-        return _litdata().StreamingDataLoader(
-            dataset,
+        """LitData's loader: its rank/node/worker sharding and its resume position (see
+        ``state_dict``). Its workers are started afresh every epoch: they take the epoch and the
+        resume position from the main process when the epoch starts."""
+        loader = _litdata().StreamingDataLoader(
+            self.streamed_train_dataset(),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             drop_last=True,
@@ -500,6 +501,52 @@ class StreamingDataModule(SegmentationDataModule):
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=default_collate,
         )
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+            self._resume_position = None
+        # What Lightning saves of the loader (fit_loop's "combined_loader", which it restores
+        # only when it builds the loader after the checkpoint is read) is the same position.
+        loader.state_dict = self.loader_position
+        self._train_loader = loader
+        return loader
+
+    def trained_batches(self) -> int | None:
+        """The training batches of the current epoch that have made their step (Lightning's batch
+        progress), or None outside a fit."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return None
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    def loader_position(self) -> dict[str, Any]:
+        """The training loader's resume state (``StreamingDataLoader.state_dict``'s form) at the
+        batches of the epoch that have been trained on. Not LitData's own count of the batches its
+        loader handed out: Lightning fetches one batch ahead, which a resume from that count would
+        skip."""
+        loader = self._train_loader
+        assert loader is not None
+        trained = self.trained_batches()
+        if trained is None:
+            return type(loader).state_dict(loader)
+        workers = max(self.num_workers, 1)
+        samples = trained * self.batch_size
+        return {
+            "dataset": loader.dataset.state_dict(samples, self.num_workers, self.batch_size),
+            "current_epoch": loader.current_epoch,
+            "num_samples_yielded": samples,
+            "latest_worker_idx": (trained - 1) % workers,  # LitData's workers take turns
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (``loader_position``), in every checkpoint."""
+        if self._train_loader is None or self.trained_batches() is None:
+            return {}
+        return {"train_loader": self.loader_position()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keeps the position for the next training loader (Lightning restores the data module
+        before it asks for the loaders)."""
+        self._resume_position = state_dict.get("train_loader")
 
 
 __all__ = [
