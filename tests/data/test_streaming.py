@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from seglab import FolderDataModule, StreamingDataModule
-from seglab.data.streaming import split_dir, streaming_dataset
+from seglab.cli import main
+from seglab.data.streaming import _arrays, split_dir, streaming_dataset
 from seglab.errors import ConfigError
 from tests.conftest import TINY_RUN, user_error, write_folder_dataset
 from tests.data.streaming_helpers import recorded
@@ -41,8 +42,6 @@ def folder_dataset(root: Path, train: int, val: int) -> Path:
 
 
 def optimize(root: Path, output_dir: str, *extra: str) -> None:
-    from seglab.cli import main
-
     main(["optimize", *FOLDER, "--data.root", str(root), "--output_dir", output_dir, *extra])
 
 
@@ -76,8 +75,6 @@ def test_optimized_splits_stream_back_bit_identical_and_paired(tmp_path, capsys)
         assert_same_samples([source.read(i) for i in range(len(source))], expected)
         # in LitData's shuffled streaming order: what training reads before its transform
         streamed = streaming_dataset(split_dir("shards", split), shuffle=True)
-        from seglab.data.streaming import _arrays
-
         assert_same_samples([_arrays(item) for item in streamed], expected)
 
 
@@ -172,10 +169,7 @@ def test_two_ddp_processes_train_on_disjoint_samples_and_validate_exactly(tmp_pa
 
     (ckpt,) = (tmp_path / "run").rglob("last.ckpt")
     logger = '{"class_path": "CSVLogger", "init_args": {"save_dir": "val"}}'
-    run_seglab(
-        "validate", *streamed_run("--trainer.logger", logger, "--ckpt_path", str(ckpt)),
-        cwd=tmp_path,
-    )  # fmt: skip
+    main(["validate", *streamed_run("--trainer.logger", logger, "--ckpt_path", str(ckpt))])
     in_fit, alone = metrics(tmp_path / "fit"), metrics(tmp_path / "val")
     assert "val/mIoU" in alone and alone.keys() == in_fit.keys()
     for name, value in alone.items():
@@ -183,7 +177,7 @@ def test_two_ddp_processes_train_on_disjoint_samples_and_validate_exactly(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_killed_streamed_run_resumes_mid_epoch_with_ckpt_path_last(tmp_path):
+def test_a_killed_streamed_run_resumes_mid_epoch_with_ckpt_path_last(tmp_path, capfd):
     # 16 samples in batches of 2: 8 steps an epoch, a checkpoint after every step; the run is
     # killed (SIGKILL) mid-epoch and resumed: the rest of the epoch, each sample once in all.
     write_folder_dataset(tmp_path / "ds", {"train": 16, "val": 2})
@@ -192,7 +186,7 @@ def test_a_killed_streamed_run_resumes_mid_epoch_with_ckpt_path_last(tmp_path):
         "--trainer.max_epochs", "1", "--trainer.default_root_dir", "run",
         "--data.num_workers", "2", "--trainer.limit_val_batches", "0",
     ]  # fmt: skip
-    first = streamed_run(*args, record="first", delay=0.5, every_step=True)
+    first = streamed_run(*args, record="first", delay=0.3, every_step=True)
     last = tmp_path / "run/checkpoints/last.ckpt"
     proc = subprocess.Popen(
         seglab_command("fit", *first), cwd=tmp_path, env=environment(),
@@ -210,8 +204,8 @@ def test_a_killed_streamed_run_resumes_mid_epoch_with_ckpt_path_last(tmp_path):
     assert 3 <= saved < 8
 
     resumed = streamed_run(*args, record="second", every_step=True)
-    output = run_seglab("fit", *resumed, "--ckpt_path", "last", cwd=tmp_path)
-    assert "Restoring states from the checkpoint path" in output
+    main(["fit", *resumed, "--ckpt_path", "last"])
+    assert f"--ckpt_path last: {Path('run/checkpoints/last.ckpt')}" in capfd.readouterr().err
     assert torch.load(last, weights_only=True)["global_step"] == 8
 
     before = [(step, name) for _, step, name in recorded(tmp_path / "first") if step < saved]
