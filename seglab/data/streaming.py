@@ -283,9 +283,14 @@ def _litdata_posix_fast_off() -> Iterator[None]:
             os.environ[_POSIX_FAST] = previous
 
 
-def streaming_dataset(input_dir: str, **kwargs: Any) -> StreamingDataset:
-    """``litdata.StreamingDataset`` over one split's shards, the same on local disk and on object
-    stores (LitData's in-place mmap mode for local disks, with its own sample split, off)."""
+def streaming_dataset(input_dir: str, by_index: bool = False, **kwargs: Any) -> StreamingDataset:
+    """``litdata.StreamingDataset`` over one split's shards. Iterated (training), the same on local
+    disk and on object stores: LitData's in-place mode for local disks, which splits the samples
+    its own way, is off. Read by index (``by_index``: evaluation), local chunks are memory-mapped
+    in place (LitData's in-place mode; without it, it reads a whole chunk file for every sample)
+    and remote samples are fetched by byte range."""
+    if by_index:
+        return _litdata().StreamingDataset(input_dir, shuffle=False, **kwargs)
     with _litdata_posix_fast_off():
         return _litdata().StreamingDataset(input_dir, **kwargs)
 
@@ -323,7 +328,7 @@ class StreamedSplit(Dataset):
         self.problems: list[str] = []
         self.samples = int(metadata["samples"])
         self.dataset = streaming_dataset(
-            input_dir, shuffle=False, storage_options=storage_options, cache_dir=cache_dir
+            input_dir, by_index=True, storage_options=storage_options, cache_dir=cache_dir
         )
 
     def __len__(self) -> int:
