@@ -77,6 +77,16 @@ def test_optimized_splits_stream_back_bit_identical_and_paired(tmp_path, capsys)
         streamed = streaming_dataset(split_dir("shards", split), shuffle=True)
         assert_same_samples([_arrays(item) for item in streamed], expected)
 
+    # Training batches: seglab's crop, normalised in the workers or (augment_on_device) left uint8
+    # for the device.
+    for on_device, dtype in ((False, torch.float32), (True, torch.uint8)):
+        data = StreamingDataModule(
+            input_dir="shards", batch_size=2, crop_size=32, augment_on_device=on_device
+        )
+        batch = next(iter(data.train_dataloader()))
+        assert batch["image"].dtype == dtype and batch["image"].shape == (2, 3, 32, 32)
+        assert batch["mask"].shape == (2, 32, 32) and batch["mask"].dtype == torch.int64
+
 
 def test_a_bad_sample_stops_optimize_naming_its_file(tmp_path, capsys):
     root = folder_dataset(tmp_path / "ds", train=4, val=2)
