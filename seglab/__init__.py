@@ -26,6 +26,7 @@ from seglab.data import (
     RareClassSampling,
     RasterDataModule,
     SegmentationDataModule,
+    StreamingDataModule,
     SyntheticDataModule,
     VOCDataModule,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "SeglabError",
     "SegmentationDataModule",
     "SegmentationModule",
+    "StreamingDataModule",
     "SyntheticDataModule",
     "Throughput",
     "VOCDataModule",

@@ -135,3 +135,15 @@ def hub_offline() -> Iterator[None]:
         yield
     finally:
         constants.HF_HUB_OFFLINE = previous
+
+
+def litdata_filesystem(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """LitData's client for the object store of ``url`` (``s3://``, ``gs://``, ``r2://``), with its
+    public ``upload_file(local, remote)`` and ``download_file(remote, local)``: the one LitData's
+    own ``optimize`` and ``StreamingDataset`` use, so seglab's small ``seglab.json`` beside the
+    shards goes through the same credentials and endpoint. LitData (0.2.x, tested 0.2.76) picks it
+    by scheme in ``litdata.streaming.fs_provider._get_fs_provider`` and exports no public
+    counterpart."""
+    from litdata.streaming.fs_provider import _get_fs_provider
+
+    return _get_fs_provider(url, storage_options)

@@ -52,3 +52,17 @@ def test_wandb_and_hub_internals_exist():
     assert callable(settings.update_from_system_settings)
     assert callable(settings.update_from_env_vars)
     assert hasattr(wandb_setup.singleton(), "settings_if_loaded")
+
+
+def test_litdata_still_picks_its_object_store_client_by_scheme():
+    pytest.importorskip("litdata")
+    from seglab.compat import litdata_filesystem
+
+    client = litdata_filesystem("s3://bucket/shards")  # boto3 builds its client offline
+    for method in ("upload_file", "download_file", "exists"):
+        assert callable(getattr(client, method)), method
+    requirement = next(
+        Requirement(d)
+        for d in tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]["stream"]
+    )
+    assert requirement.specifier.contains(version("litdata")), version("litdata")

@@ -1,6 +1,6 @@
 """The ``seglab`` command: LightningCLI's ``fit|validate|test|predict`` and the commands that read
-an experiment without training (``check-data cache weights export explain``), one experiment
-parser."""
+an experiment without training (``check-data cache optimize weights export explain``), one
+experiment parser."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from seglab.cli.experiment import (
 )
 from seglab.cli.explain import ExplainCommand
 from seglab.cli.export import ExportCommand
+from seglab.cli.optimize import OptimizeCommand
 from seglab.cli.stats import StatsCommand
 from seglab.cli.weights import WeightsCommand
 
@@ -26,6 +27,7 @@ COMMANDS: dict[str, type[ExperimentCommand]] = {
         CheckDataCommand,
         CacheCommand,
         StatsCommand,
+        OptimizeCommand,
         WeightsCommand,
         ExportCommand,
         ExplainCommand,
@@ -36,6 +38,7 @@ USAGE = f"""usage: seglab COMMAND --config experiments/X.yaml [--section.key val
   {" | ".join(TRAINER_COMMANDS):<36} train, evaluate, predict (trainer, model, data options)
   {"check-data | cache":<36} check every split; decode it into data.cache_dir
   {"stats":<36} per-band mean/std of the training split (data.mean/std)
+  {"optimize":<36} write the splits as LitData shards (StreamingDataModule)
   {"weights fetch|list":<36} fill or show the pretrained-weights cache
   {"export | explain":<36} ONNX/TorchScript/smp files; Grad-CAM and saliency maps
 

@@ -12,6 +12,7 @@ from seglab.data.datasets.synthetic import SyntheticDataModule
 from seglab.data.datasets.voc import VOCDataModule
 from seglab.data.io import DataError
 from seglab.data.sampling import RareClassSampling
+from seglab.data.streaming import StreamingDataModule
 
 __all__ = [
     "ADE20KDataModule",
@@ -27,6 +28,7 @@ __all__ = [
     "RasterDataModule",
     "SegmentationDataModule",
     "SegmentationDataset",
+    "StreamingDataModule",
     "SyntheticDataModule",
     "VOCDataModule",
 ]
