@@ -5,7 +5,7 @@ by every process of every node.
 split of any seglab data module through ``SegmentationDataset.read`` (decode and check: a bad sample
 stops the write, naming its file) and writes it with ``litdata.optimize``::
 
-    DIR_OR_URL/train/index.json, chunk-*.bin    one sample per item: image (C,H,W) uint8, mask
+    DIR_OR_URL/train/index.json, chunk-*.bin    one sample per item: image (C,H,W) as read, mask
     DIR_OR_URL/train/seglab.json                (H,W) in the narrowest integer type, the name
     DIR_OR_URL/val/...                          the split's classes, palette, normalisation,
                                                 ignore_index and sample count
