@@ -270,52 +270,56 @@ class _Rows:
         self.wsums[:, r : r + th, x : x + tw] += self.weights
 
     def advance(self, y: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-        """Rows above ``y`` are final: emit them and move the sums up."""
-        th = self.o.tiling.tile[0]
-        n = min(y - self.top, th)
-        if n <= 0:
-            return
-        if self.sums is None:  # nothing predicted yet: rows under skipped (nodata) tiles only
-            yield from self.emit(self.top, None, None, y)
-        else:
-            yield from self.emit(self.top, self.sums[:, :n], self.wsums[:, :n])
-            self.sums[:, : th - n] = self.sums[:, n:].clone()
-            self.wsums[:, : th - n] = self.wsums[:, n:].clone()
-            self.sums[:, th - n :] = 0
-            self.wsums[:, th - n :] = 0
-            if y - self.top > th:  # rows under skipped (nodata) tiles only
-                yield from self.emit(self.top + th, None, None, y)
-        self.top = y
+        """Rows above the tile row starting at ``y`` are final: emit them one tile row's slab
+        ``[ys[j], ys[j + 1])`` at a time and move the sums up. Slabs are the same whichever
+        bands a process computes, so their results are too (vectorised ``exp`` rounds by the
+        element's position in the tensor)."""
+        t = self.o.tiling
+        th, ys = t.tile[0], t.ys
+        while self.top < y:
+            j = ys.index(self.top)
+            nxt = ys[j + 1] if j + 1 < len(ys) else max(t.height, th)
+            n = nxt - self.top
+            yield from self.emit(self.top, nxt)
+            if self.sums is not None:
+                self.sums[:, : th - n] = self.sums[:, n:].clone()
+                self.wsums[:, : th - n] = self.wsums[:, n:].clone()
+                self.sums[:, th - n :] = 0
+                self.wsums[:, th - n :] = 0
+            self.top = nxt
 
     def finish(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-        yield from self.advance(max(self.r_end, self.top))
-
-    def emit(
-        self, r0: int, sums: Tensor | None, wsums: Tensor | None, r1: int | None = None
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Emits up to the first tile row below the last band (its rows are complete)."""
         t = self.o.tiling
-        r1 = r0 + sums.shape[1] if sums is not None else r1
+        later = [y for y in t.ys if y >= self.r_end]
+        yield from self.advance(later[0] if later else max(t.height, t.tile[0]))
+
+    def emit(self, r0: int, r1: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """Class ids (and probabilities) of the finished rows ``[r0, r1)``, computed on the whole
+        slab and kept where they fall in this run's bands; nodata where the input has none or no
+        tile was run."""
+        t = self.o.tiling
         a, b = max(r0, self.r_start), min(r1, self.r_end, t.height)
         if a >= b:
             return
-        if sums is None:
-            ids = np.full((b - a, t.width), self.o.nodata or 0, self.o.ids_dtype)
+        if self.sums is None:  # nothing predicted yet: rows under skipped (nodata) tiles only
+            ids = np.zeros((b - a, t.width), self.o.ids_dtype)
             probs = None
             if self.o.probabilities:
                 probs = np.zeros((self.o.num_classes, b - a, t.width), self.o.probabilities)
             covered = np.zeros((b - a, t.width), bool)
         else:
-            s = sums[:, a - r0 : b - r0, : t.width]
-            w = wsums[:, a - r0 : b - r0, : t.width]
-            logits = s / w
-            covered = (w[0] > 0).cpu().numpy()
-            ids = logits.argmax(0).cpu().numpy().astype(self.o.ids_dtype)
+            n = r1 - r0
+            logits = self.sums[:, :n] / self.wsums[:, :n]
+            rows = slice(a - r0, b - r0)
+            covered = (self.wsums[0, rows, : t.width] > 0).cpu().numpy()
+            ids = logits.argmax(0)[rows, : t.width].cpu().numpy().astype(self.o.ids_dtype)
             probs = None
             if self.o.probabilities:
                 p = logits.softmax(0)
                 if self.o.probabilities == "uint8":
                     p = (p * 255).round()
-                probs = p.cpu().numpy().astype(self.o.probabilities)
+                probs = p[:, rows, : t.width].cpu().numpy().astype(self.o.probabilities)
         valid = self.o.source.valid(a, b, 0, t.width)
         valid = covered if valid is None else valid & covered
         if not valid.all():
@@ -408,7 +412,7 @@ def model_fingerprint(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -462,7 +466,8 @@ def _prepare(
         existing = [p for p in outputs if p.exists()]
         if existing and not overwrite:
             raise FileExistsError(
-                f"{existing[0]}: prediction output exists already; pass --overwrite true to replace it"
+                f"{existing[0]}: prediction output exists already; pass --overwrite true to "
+                "replace it"
             )
         parts.mkdir(parents=True, exist_ok=True)
         progress.write_text(json.dumps({"fingerprint": fingerprint}, indent=1))
