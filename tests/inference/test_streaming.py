@@ -145,7 +145,7 @@ def test_an_interrupted_run_resumes_its_missing_bands_and_refuses_other_settings
     parts = sorted(p.name for p in (tmp_path / ".out.tif.parts").glob("band_*.ids.npy"))
     assert 0 < len(parts) < 10
     other = Inference(mode="slide", tile_size=64, overlap=0.5, tile_batch_size=3, band_rows=32)
-    with pytest.raises(DataError, match="another settings.*--overwrite true"):
+    with pytest.raises(DataError, match=r"another settings.*--overwrite true"):
         stream(module, tmp_path / "scene.tif", tmp_path / "out.tif", other)
     result = stream(module, tmp_path / "scene.tif", tmp_path / "out.tif")
     assert result.bands_done_before == len(parts) and result.tiles_run < whole.tiles_run
@@ -168,11 +168,11 @@ def test_a_truncated_tiff_is_named_with_its_window(module, tmp_path):
 
 def test_images_it_cannot_read_are_refused(module, tmp_path):
     tifffile.imwrite(tmp_path / "deep.tif", np.zeros((64, 64, 3), np.uint16), tile=(32, 32))
-    with pytest.raises(DataError, match="deep.tif: pixel type uint16.*8-bit"):
+    with pytest.raises(DataError, match=r"deep.tif: pixel type uint16.*8-bit"):
         stream(module, tmp_path / "deep.tif", tmp_path / "out.tif")
     five = np.zeros((5, 64, 64), np.uint8)
     tifffile.imwrite(tmp_path / "five.tif", five, planarconfig="separate", photometric="minisblack")
-    with pytest.raises(DataError, match="five.tif: 5 bands, but the model takes 3"):
+    with pytest.raises(DataError, match=r"five.tif: 5 bands, but the model takes 3"):
         stream(module, tmp_path / "five.tif", tmp_path / "out.tif")
 
 
