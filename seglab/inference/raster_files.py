@@ -40,6 +40,7 @@ from seglab.errors import ConfigError, DataError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 BIGTIFF_ABOVE = 2**32 - 2**25  # bytes: classic TIFF offsets are 32 bits
+GDAL_CACHE_MB = 64  # GDAL's block cache while a raster is read window by window
 
 
 def have(module: str) -> bool:
@@ -86,15 +87,20 @@ class RasterioSource:
         from rasterio.enums import MaskFlags
 
         self.path = path
+        # GDAL's block cache defaults to 5% of the RAM and fills as windows are read: bounded
+        # here, so that memory does not grow with the part of the image read so far.
+        self.env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+        self.env.__enter__()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning: georeferenced says it
             try:
                 self.dataset = rasterio.open(path)
             except rasterio.errors.RasterioIOError as e:
+                self.env.__exit__(None, None, None)
                 raise DataError(f"{path}: cannot open the raster: {e}") from None
         ds = self.dataset
         if any(np.dtype(d) != np.uint8 for d in ds.dtypes):
-            ds.close()
+            self.close()
             raise not_uint8(path, ",".join(sorted(set(ds.dtypes))))
         self.height, self.width, self.bands = ds.height, ds.width, ds.count
         self.georeferenced = ds.crs is not None or not ds.transform.is_identity or bool(ds.gcps[0])
@@ -123,6 +129,7 @@ class RasterioSource:
 
     def close(self) -> None:
         self.dataset.close()
+        self.env.__exit__(None, None, None)
 
 
 class TiffSource:

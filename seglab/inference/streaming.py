@@ -61,6 +61,7 @@ from seglab.inference.tta import tta_logits
 Forward = Callable[[Tensor], Tensor]
 PROGRESS_FILE = "progress.json"
 PROBABILITY_DTYPES = ("uint8", "float16")
+EMIT_COLUMNS = 1024  # columns of finished rows turned into class ids at a time
 
 
 def network_input(
@@ -309,17 +310,23 @@ class _Rows:
                 probs = np.zeros((self.o.num_classes, b - a, t.width), self.o.probabilities)
             covered = np.zeros((b - a, t.width), bool)
         else:
-            n = r1 - r0
-            logits = self.sums[:, :n] / self.wsums[:, :n]
-            rows = slice(a - r0, b - r0)
+            n, rows = r1 - r0, slice(a - r0, b - r0)
             covered = (self.wsums[0, rows, : t.width] > 0).cpu().numpy()
-            ids = logits.argmax(0)[rows, : t.width].cpu().numpy().astype(self.o.ids_dtype)
+            ids = np.empty((b - a, t.width), self.o.ids_dtype)
             probs = None
             if self.o.probabilities:
-                p = logits.softmax(0)
-                if self.o.probabilities == "uint8":
-                    p = (p * 255).round()
-                probs = p[:, rows, : t.width].cpu().numpy().astype(self.o.probabilities)
+                probs = np.empty((self.o.num_classes, b - a, t.width), self.o.probabilities)
+            # By columns of fixed position: temporaries do not grow with the width, and each
+            # element sits where it sits in every run (see advance).
+            for c0 in range(0, t.width, EMIT_COLUMNS):
+                c1 = min(c0 + EMIT_COLUMNS, t.width)
+                logits = self.sums[:, :n, c0:c1] / self.wsums[:, :n, c0:c1]
+                ids[:, c0:c1] = logits.argmax(0)[rows].cpu().numpy()
+                if probs is not None:
+                    p = logits.softmax(0)
+                    if self.o.probabilities == "uint8":
+                        p = (p * 255).round()
+                    probs[:, :, c0:c1] = p[:, rows].cpu().numpy()
         valid = self.o.source.valid(a, b, 0, t.width)
         valid = covered if valid is None else valid & covered
         if not valid.all():
