@@ -163,6 +163,15 @@ class SeglabCLI(LightningCLIHooks):
                 default=None,
                 help="per-class probabilities (float16)",
             )
+            parser.add_argument(
+                "--probabilities_dtype",
+                type=Literal["uint8", "float16"],
+                default="uint8",
+                help="streamed images' probability TIFFs: uint8 (0-255) or float16",
+            )
+            parser.add_argument(
+                "--cog", type=bool, default=False, help="streamed GeoTIFFs as Cloud-Optimized"
+            )
 
     def experiment(self) -> Namespace:
         """The parsed configuration of the command that runs (the subcommand's, for fit etc.)."""
@@ -321,6 +330,8 @@ class SeglabCLI(LightningCLIHooks):
                     color=config["save_color"],
                     overlay=config["save_overlay"],
                     probabilities=config["save_probabilities"],
+                    probabilities_dtype=config["probabilities_dtype"],
+                    cog=config["cog"],
                 )
             )
         return callbacks

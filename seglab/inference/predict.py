@@ -31,6 +31,13 @@ class Inference:
         hflip, vflip: test-time augmentation with horizontally / vertically flipped copies.
         scales: test-time augmentation with resized copies (1.0 = original size).
         output: what ``predict`` returns per image: class ``ids``, or ``probabilities`` too.
+        streaming: how ``seglab predict --output_dir`` treats an image: ``auto`` streams it
+            (reads, predicts and writes it window by window with the tiles above,
+            ``seglab.inference.streaming``) when it has more than ``stream_above`` pixels or is
+            georeferenced; ``always`` streams every image; ``never`` keeps today's in-memory path.
+        stream_above: pixels (height x width) above which ``auto`` streams an image.
+        band_rows: rows a streamed prediction finishes and saves at a time (a multiple of 16): the
+            unit a killed run resumes from and processes share.
     """
 
     mode: Literal["whole", "slide"] = "whole"
@@ -43,6 +50,9 @@ class Inference:
     vflip: bool = False
     scales: tuple[float, ...] = (1.0,)
     output: Literal["ids", "probabilities"] = "ids"
+    streaming: Literal["auto", "always", "never"] = "auto"
+    stream_above: int = 4096 * 4096
+    band_rows: int = 512
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -51,6 +61,14 @@ class Inference:
             self.tile_size, self.overlap, self.stride, self.weighting, self.tile_batch_size
         )
         check_scales(self.scales)
+        if self.streaming not in ("auto", "always", "never"):
+            raise ConfigError(
+                f"model.inference.streaming must be auto, always or never, got {self.streaming!r}"
+            )
+        if self.band_rows < 16 or self.band_rows % 16:
+            raise ConfigError(
+                f"model.inference.band_rows must be a positive multiple of 16, got {self.band_rows}"
+            )
         if self.output not in ("ids", "probabilities"):
             raise ConfigError(
                 f"model.inference.output must be ids or probabilities, got {self.output!r}"

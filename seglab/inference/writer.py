@@ -4,6 +4,13 @@ Per input ``<stem>``: ``<stem>.png`` (class ids, the input's height and width), 
 ``<stem>_color.png`` (a palette PNG), ``<stem>_overlay.png`` (colours blended over the image) and
 ``<stem>_probs.npy|.pt`` (float16 per-class probabilities ``(C, H, W)``).
 
+Images that ``model.inference.streaming`` streams (larger than ``stream_above`` pixels, or
+georeferenced) are predicted window by window after the other images
+(``seglab.inference.streaming``)
+into ``<stem>.tif``: a GeoTIFF with the input's CRS, transform and nodata, or a tiled TIFF, with the
+palette as its colour table; with probabilities also ``<stem>_probs.tif`` (``probabilities_dtype``).
+Several processes share each such image's windows; process 0 writes the files.
+
 Output names never collide: two inputs that would write the same file (``a.png`` and ``a.jpg``; or
 ``a.png`` and ``a_color.png`` with colour outputs) are refused before anything is written, and no
 input's output replaces another's from the same run, with ``overwrite`` or without.
@@ -11,6 +18,7 @@ input's output replaces another's from the same run, with ``overwrite`` or witho
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 from torch import Tensor
 
@@ -26,6 +35,34 @@ from seglab.data.exif import ExifOrientation
 from seglab.data.io import DataError, display_rgb, read_image
 from seglab.data.palette import default_palette
 from seglab.errors import ConfigError
+from seglab.inference.raster_files import image_size
+from seglab.inference.streaming import (
+    ProcessGroup,
+    SingleProcess,
+    model_fingerprint,
+    should_stream,
+    stream_predict,
+)
+
+
+@rank_zero_only
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class StrategyGroup:
+    """The processes of a Lightning strategy, as ``seglab.inference.streaming`` needs them."""
+
+    def __init__(self, strategy: Any) -> None:
+        self.strategy = strategy
+        self.rank, self.world_size = strategy.global_rank, strategy.world_size
+
+    def barrier(self) -> None:
+        self.strategy.barrier("seglab-streamed-prediction")
+
+    def any(self, flag: bool) -> bool:
+        value = torch.tensor(float(flag), device=self.strategy.root_device)
+        return bool(self.strategy.reduce(value, reduce_op="sum") > 0)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -42,6 +79,9 @@ class PredictionWriter(BasePredictionWriter):
         overlay_alpha: weight of the colours in the overlay.
         probabilities: also write per-class probabilities as ``npy`` or ``pt`` (float16).
         palette: ``(R, G, B)`` per class id; default: ``default_palette``.
+        probabilities_dtype: the type of streamed images' probability TIFFs: ``uint8`` (0-255
+            for 0-1) or ``float16`` (tiled TIFF only: GDAL before 3.11 writes no float16).
+        cog: copy streamed GeoTIFF outputs to Cloud-Optimized GeoTIFFs when finished.
     """
 
     def __init__(
@@ -53,6 +93,8 @@ class PredictionWriter(BasePredictionWriter):
         overlay_alpha: float = 0.5,
         probabilities: Literal["npy", "pt"] | None = None,
         palette: Sequence[Sequence[int]] | None = None,
+        probabilities_dtype: Literal["uint8", "float16"] = "uint8",
+        cog: bool = False,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
@@ -62,6 +104,12 @@ class PredictionWriter(BasePredictionWriter):
         self.palette = None if palette is None else np.asarray(palette, np.uint8)
         self.exif_orientation: ExifOrientation = "refuse"  # the data module's, on predict start
         self.written: dict[Path, str] = {}  # output file -> the input it was written for
+        if probabilities_dtype not in ("uint8", "float16"):
+            raise ConfigError(
+                f"--probabilities_dtype must be uint8 or float16, got {probabilities_dtype!r}"
+            )
+        self.probabilities_dtype, self.cog = probabilities_dtype, cog
+        self.streamed: list[Path] = []  # inputs predicted window by window
 
     def output_names(self, source: str) -> dict[str, str]:
         """The file names (by kind) that the input named ``source`` is written to."""
@@ -103,6 +151,116 @@ class PredictionWriter(BasePredictionWriter):
             if self.palette is None:  # the model's (its data's) palette, else VOC's colours
                 recorded = getattr(getattr(pl_module, "hparams", {}), "palette", None)
                 self.palette = np.asarray(recorded or default_palette(), np.uint8)
+            self.streamed = self.take_streamed(trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # After the predict loop (which may have nothing left to run): the checkpoint's weights
+        # are loaded by now, the processes still connected.
+        if stage == "predict" and self.streamed:
+            self.predict_streamed(trainer, pl_module)
+
+    def streamed_names(self, source: str | Path) -> dict[str, str]:
+        """The files a streamed input is written to."""
+        stem = Path(source).stem
+        names = {"ids": f"{stem}.tif"}
+        if self.probabilities:
+            names["probs"] = f"{stem}_probs.tif"
+        return names
+
+    def take_streamed(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Path]:
+        """The images of ``--data.predict_dir`` that ``model.inference.streaming`` streams, taken
+        out of the predict dataset (the loop predicts the others in memory). Every process
+        computes the same list."""
+        settings = getattr(pl_module, "inference", None)
+        data = trainer.datamodule
+        if settings is None or settings.streaming == "never" or data is None:
+            return []
+        if not getattr(data, "predict_dir", None) or not hasattr(data, "predict_dataset"):
+            return []
+        dataset = data.predict_dataset()
+        paths = getattr(dataset, "paths", None)
+        if paths is None:
+            return []
+        streamed = [Path(p) for p in paths if should_stream(settings, *image_size(p))]
+        if not streamed:
+            return []
+        owners: dict[str, str] = {}
+        others = [p for p in paths if Path(p) not in streamed]
+        for source in [*others, *streamed]:
+            names = self.streamed_names(source) if Path(source) in streamed else None
+            for name in (names or self.output_names(str(source))).values():
+                if name in owners:
+                    raise DataError(
+                        f"{source} and {owners[name]} would both be written to "
+                        f"{self.output_dir / name}; rename one (outputs are named after the "
+                        "input's stem)"
+                    )
+                owners[name] = str(source)
+        dataset.paths = others
+        return streamed
+
+    def predict_streamed(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Predicts the streamed images window by window, every process sharing each image.
+        Runs when the predict loop is done (``teardown``), with the model on the strategy's
+        device in eval mode and the trainer's precision."""
+        if trainer.datamodule is not None and hasattr(pl_module, "adopt_data_settings"):
+            pl_module.adopt_data_settings(trainer.datamodule)
+        hp = pl_module.hparams
+        if hp.get("mean") is None or hp.get("std") is None:
+            raise ConfigError(
+                "streamed prediction: the model records no normalisation (mean/std) and the data "
+                "module gives none; set --data.mean and --data.std"
+            )
+        if self.color or self.overlay:
+            _say(
+                "seglab: --save_color/--save_overlay are not written for streamed images (their "
+                "class-id TIFF carries the palette as its colour table)"
+            )
+        device = trainer.strategy.root_device
+        was_training = pl_module.training
+        pl_module.to(device).eval()
+        group: ProcessGroup = (
+            StrategyGroup(trainer.strategy) if trainer.world_size > 1 else SingleProcess()
+        )
+        model_id = model_fingerprint(pl_module)
+        exif = getattr(trainer.datamodule, "exif_orientation", "refuse")
+        try:
+            for image in self.streamed:
+                names = self.streamed_names(image)
+                with torch.no_grad(), trainer.precision_plugin.forward_context():
+                    result = stream_predict(
+                        pl_module,
+                        image,
+                        self.output_dir / names["ids"],
+                        pl_module.inference,
+                        mean=hp.mean,
+                        std=hp.std,
+                        num_classes=hp.num_classes,
+                        in_channels=hp.in_channels,
+                        palette=self.palette.tolist(),
+                        probabilities=self.probabilities_dtype if self.probabilities else None,
+                        overwrite=self.overwrite,
+                        cog=self.cog,
+                        model_id=model_id,
+                        group=group,
+                        progress=trainer.progress_bar_callback is not None,
+                        device=device,
+                        exif_orientation=exif,
+                    )
+                resumed = (
+                    f"; resumed: {result.bands_done_before} of {result.bands} row bands were "
+                    "done by an earlier run"
+                    if result.bands_done_before
+                    else ""
+                )
+                _say(
+                    f"seglab: {image} -> {result.outputs[0]} (streamed, {result.tiles} tiles, "
+                    f"{result.seconds:.1f} s{resumed})"
+                )
+        finally:
+            pl_module.train(was_training)
+            pl_module.cpu()  # where the strategy's teardown left it
+            self.streamed = []
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.written = {}
