@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -207,6 +208,27 @@ def is_multiband_tiff(image: Image.Image) -> bool:
     )
 
 
+def tiff_reading(path: str | Path) -> str | None:
+    """How ``read_image`` reads a TIFF file, from its header: ``"multiband"`` (every band in its
+    own type, ``read_multiband``) or the PIL mode it converts to 8-bit RGB (``"RGB"``, ``"L"``...);
+    ``None`` when it is not a TIFF at all. Streamed prediction reads windows by the same rule;
+    an image too large for PIL to open (``Image.MAX_IMAGE_PIXELS``, which ``read_image`` refuses)
+    is read band by band as stored (``"multiband"``)."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as header:
+                if header.format != "TIFF":
+                    return None
+                return "multiband" if is_multiband_tiff(header) else header.mode
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        with open(path, "rb") as f:
+            return "multiband" if f.read(4) in _TIFF_MAGIC else None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read the image header: {e}") from None
+
+
 def read_multiband(path: str | Path) -> tuple[Tensor, Tensor | None]:
     """A TIFF/GeoTIFF (or, with rasterio, any GDAL raster) as ``(image (C, H, W), valid (H, W) bool
     or None when every pixel is valid)``: every band but alpha as stored, ``uint8`` or ``float32``
@@ -236,15 +258,29 @@ def _read_tifffile(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if axes.endswith("S"):  # samples interleaved: (H, W, S)
         array = np.moveaxis(array, -1, 0)
     array = array.reshape(-1, *array.shape[-2:])
+    return tiff_bands(
+        array,
+        extra.value if extra is not None else (),
+        None if nodata is None else str(nodata.value),
+    )
+
+
+def tiff_bands(
+    array: np.ndarray, extra_samples: tuple[int, ...] | int, nodata: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A TIFF's pixels ``(samples, h, w)`` (a whole image or a window of it) as ``(data bands,
+    valid (h, w))``: alpha samples (ExtraSamples ``extra_samples`` 1 or 2) dropped, their zeros
+    invalid; GDAL's nodata tag value (``nodata``, tag 42113) and NaN invalid."""
     valid = np.ones(array.shape[-2:], bool)
-    alphas = [v in (1, 2) for v in (extra.value if extra is not None else ())]
+    extra = extra_samples if isinstance(extra_samples, tuple) else (extra_samples,)
+    alphas = [v in (1, 2) for v in extra]
     if any(alphas) and len(alphas) < array.shape[0]:
         keep = array.shape[0] - len(alphas)
         flags = [False] * keep + alphas
         valid &= (array[[i for i, f in enumerate(flags) if f]] > 0).all(0)
         array = array[[i for i, f in enumerate(flags) if not f]]
     if nodata is not None:
-        value = float(str(nodata.value).strip("\x00 "))
+        value = float(nodata.strip("\x00 "))
         valid &= ~(array == np.array(value, array.dtype)).any(0)
     if array.dtype.kind == "f":
         valid &= ~np.isnan(array).any(0)

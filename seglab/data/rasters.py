@@ -40,6 +40,7 @@ from seglab.errors import ConfigError, DataError
 # Numeric types of image bands seglab reads; masks must hold integers.
 IMAGE_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 MASK_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32")
+GDAL_CACHE_MB = 64  # GDAL's block cache while a raster is read window by window (block_cache)
 
 
 def have_rasterio() -> bool:
@@ -125,7 +126,38 @@ def read_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(image (C, h, w) in the file's type, valid bool (h, w))`` of ``window`` (the whole
     raster when ``None``), bands ``bands`` (1-based, default all). Only that window is decoded.
-    A window reaching outside the raster is a ``DataError`` naming the file and the window."""
+    A window reaching outside the raster, or one that cannot be decoded (a corrupt or truncated
+    file), is a ``DataError`` naming the file and the window."""
+    window, rw = _checked_window(src, window)
+    indexes = bands or list(range(1, src.count + 1))
+    try:
+        image = src.read(indexes, window=rw)
+    except Exception as e:  # RasterioIOError, and GDAL's CPLE_* errors of a damaged block
+        raise _window_error(src, window, e) from None
+    return image, read_valid(src, window, indexes, image)
+
+
+def read_valid(
+    src: Any, window: Window | None, bands: list[int], image: np.ndarray | None = None
+) -> np.ndarray:
+    """Which pixels of ``window`` hold data, bool ``(h, w)``: valid in every band of ``bands`` by
+    rasterio's masks (nodata value, internal mask, alpha band) and, for floating-point bands, not
+    NaN (``image``: the window's pixels when already read; read here if needed)."""
+    window, rw = _checked_window(src, window)
+    try:
+        valid = src.read_masks(bands, window=rw).min(axis=0) > 0
+        if any(np.dtype(src.dtypes[b - 1]).kind == "f" for b in bands):
+            if image is None:
+                image = src.read(bands, window=rw)
+            valid &= ~np.isnan(image).any(axis=0)
+    except Exception as e:  # as in read_window
+        raise _window_error(src, window, e) from None
+    return valid
+
+
+def _checked_window(src: Any, window: Window | None) -> tuple[Window, Any]:
+    """``window`` (the whole raster for ``None``) and rasterio's window of it; a window reaching
+    outside the raster is a ``DataError``."""
     rasterio = _rasterio()
     if window is None:
         window = Window(0, 0, src.height, src.width)
@@ -140,17 +172,19 @@ def read_window(
         raise DataError(
             f"{src.name}: window {window} is outside the raster ({src.height}x{src.width} HxW)"
         )
-    rw = rasterio.windows.Window(window.col, window.row, window.width, window.height)
-    indexes = bands or list(range(1, src.count + 1))
-    try:
-        image = src.read(indexes, window=rw)
-        masks = src.read_masks(indexes, window=rw)
-    except rasterio.errors.RasterioIOError as e:
-        raise DataError(f"{src.name}: cannot read {window}: {e}") from None
-    valid = masks.min(axis=0) > 0
-    if image.dtype.kind == "f":
-        valid &= ~np.isnan(image).any(axis=0)
-    return image, valid
+    return window, rasterio.windows.Window(window.col, window.row, window.width, window.height)
+
+
+def _window_error(src: Any, window: Window, error: Exception) -> DataError:
+    return DataError(f"{src.name}: cannot read {window} (corrupt or truncated file?): {error}")
+
+
+def block_cache(megabytes: int = GDAL_CACHE_MB) -> Any:
+    """A rasterio environment (a context manager) that bounds GDAL's block cache. The cache
+    defaults to 5% of the RAM and fills as windows are read: a long windowed read (a streamed
+    prediction of a huge raster) holds one of these open so that memory does not grow with the
+    part of the raster read so far."""
+    return _rasterio().Env(GDAL_CACHEMAX=megabytes)
 
 
 def image_tensor(image: np.ndarray, valid: np.ndarray | None = None) -> Tensor:

@@ -1,19 +1,24 @@
 """Large images read a window at a time, and predictions written a window at a time.
 
-Readers (``open_source``) give ``uint8 (bands, h, w)`` windows and, where the file says which
-pixels hold no data, a validity mask:
+Readers (``open_source``) give windows of an image as ``read_image`` gives the whole image
+(``seglab.data.io``: the same bands, the same types, the same invalid pixels): ``(pixels (bands, h,
+w), valid (h, w) or None)``, pixels ``uint8`` as stored or ``float32`` raw values, invalid pixels 0
+(``seglab.data.rasters.image_tensor``); the network sees them through ``seglab.data.normalize``
+like any other image, so multi-band and 16-bit or float images work with a model trained on them.
 
-* georeferenced rasters (GeoTIFF, or any raster GDAL reads) through rasterio's windowed reads
-  (``pip install 'seglab[geo]'``): the CRS, transform and nodata travel to the output; nodata is
-  GDAL's dataset mask (the nodata value, an internal mask or an alpha band);
-* TIFF / BigTIFF without georeference through tifffile: only the strips or tiles a window touches
-  are read and decoded;
-* any other image (PNG, JPEG ...) is decoded whole as today (``seglab.data.io.read_image``, 3 bytes
-  a pixel) and windows are slices of it.
+* TIFFs that ``read_image`` reads band by band (more than 8 bits, bands beyond RGB, GeoTIFF tags:
+  ``seglab.data.io.tiff_reading``), and any georeferenced raster, through
+  ``seglab.data.rasters`` (rasterio's windowed reads, ``pip install 'seglab[geo]'``; alpha band
+  dropped; nodata, alpha and NaN invalid): the CRS, transform and nodata travel to the output;
+  without rasterio through tifffile by the same rules (``seglab.data.io.tiff_bands``);
+* 8-bit grey / RGB TIFFs (with or without alpha, which is dropped) through tifffile, grey repeated
+  in three bands as ``read_image`` does: only the strips or tiles a window touches are read and
+  decoded;
+* any other image (PNG, JPEG, palette TIFF ...) is decoded whole as today
+  (``seglab.data.io.read_image_valid``) and windows are slices of it.
 
-Only 8-bit images are read; anything else is refused with the file named (the 0-255 scale is what
-``seglab.data.normalize`` assumes). A window that cannot be read (a truncated or corrupt file)
-raises ``DataError`` naming the file and the window.
+A window that cannot be read (a truncated or corrupt file) raises ``DataError`` naming the file and
+the window.
 
 Writers (``write_prediction``) take the finished prediction as an iterator of row bands and write a
 tiled, compressed TIFF band by band: a GeoTIFF with the input's CRS, transform and a nodata value
@@ -27,7 +32,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +39,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from seglab.data.io import read_image
+from seglab.data.io import read_image_valid, tiff_bands, tiff_reading
+from seglab.data.rasters import (
+    IMAGE_DTYPES,
+    Window,
+    block_cache,
+    data_bands,
+    image_tensor,
+    open_raster,
+    read_valid,
+    read_window,
+)
 from seglab.errors import ConfigError, DataError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 BIGTIFF_ABOVE = 2**32 - 2**25  # bytes: classic TIFF offsets are 32 bits
-GDAL_CACHE_MB = 64  # GDAL's block cache while a raster is read window by window
+PHOTO_MODES = ("L", "LA", "RGB", "RGBA", "RGBX")  # 8-bit TIFFs tifffile reads as read_image does
 
 
 def have(module: str) -> bool:
@@ -49,16 +63,18 @@ def have(module: str) -> bool:
 
 class WindowSource(Protocol):
     """An image read a window at a time. ``read`` and ``valid`` take the window's rows ``[r0, r1)``
-    and columns ``[c0, c1)``, inside the image."""
+    and columns ``[c0, c1)``, inside the image; ``dtype`` is the type of ``read``'s pixels
+    (``uint8`` or ``float32``)."""
 
     path: Path
     height: int
     width: int
     bands: int
+    dtype: np.dtype
     georeferenced: bool
     has_nodata: bool
 
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray: ...
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     def valid(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None: ...
 
@@ -72,60 +88,63 @@ def window_error(path: Path, r0: int, r1: int, c0: int, c1: int, reason: object)
     )
 
 
-def not_uint8(path: Path, dtype: object) -> DataError:
-    return DataError(
-        f"{path}: pixel type {dtype}; streamed prediction reads 8-bit (uint8) images only: convert "
-        "it (e.g. gdal_translate -ot Byte -scale) to the 0-255 range the model was trained on"
-    )
+def pixel_type(path: Path, dtypes: Sequence[str]) -> np.dtype:
+    """The one stored type of an image's bands; other types than ``IMAGE_DTYPES``, or bands of
+    different types, are refused naming the file."""
+    kinds = sorted(set(dtypes))
+    if len(kinds) != 1 or kinds[0] not in IMAGE_DTYPES:
+        raise DataError(
+            f"{path}: pixel type {','.join(kinds)}; seglab reads images whose bands are all one of "
+            f"{', '.join(IMAGE_DTYPES)}"
+        )
+    return np.dtype(kinds[0])
+
+
+def given_type(stored: np.dtype) -> np.dtype:
+    """The type sources give pixels of ``stored`` type in (``image_tensor``'s rule)."""
+    return np.dtype(np.uint8) if stored == np.uint8 else np.dtype(np.float32)
 
 
 class RasterioSource:
-    """A raster read through GDAL (rasterio), window by window."""
+    """A raster read through GDAL (``seglab.data.rasters``), window by window: its data bands
+    (alpha dropped), invalid where rasterio's masks or NaN say so."""
 
     def __init__(self, path: Path) -> None:
-        import rasterio
         from rasterio.enums import MaskFlags
 
         self.path = path
-        # GDAL's block cache defaults to 5% of the RAM and fills as windows are read: bounded
-        # here, so that memory does not grow with the part of the image read so far.
-        self.env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+        self.env = block_cache()  # held while the raster is read: memory stays bounded
         self.env.__enter__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # NotGeoreferencedWarning: georeferenced says it
-            try:
-                self.dataset = rasterio.open(path)
-            except rasterio.errors.RasterioIOError as e:
-                self.env.__exit__(None, None, None)
-                raise DataError(f"{path}: cannot open the raster: {e}") from None
+        try:
+            self.dataset = open_raster(path)
+        except BaseException:
+            self.env.__exit__(None, None, None)
+            raise
         ds = self.dataset
-        if any(np.dtype(d) != np.uint8 for d in ds.dtypes):
+        try:
+            self.indexes = data_bands(ds)
+            stored = pixel_type(path, [ds.dtypes[i - 1] for i in self.indexes])
+        except BaseException:
             self.close()
-            raise not_uint8(path, ",".join(sorted(set(ds.dtypes))))
-        self.height, self.width, self.bands = ds.height, ds.width, ds.count
-        self.georeferenced = ds.crs is not None or not ds.transform.is_identity or bool(ds.gcps[0])
-        self.has_nodata = ds.nodata is not None or any(
-            MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums
+            raise
+        self.dtype = given_type(stored)
+        self.height, self.width, self.bands = ds.height, ds.width, len(self.indexes)
+        self.georeferenced = is_georeferenced(ds)
+        flags = [ds.mask_flag_enums[i - 1] for i in self.indexes]
+        self.has_nodata = (
+            ds.nodata is not None
+            or any(MaskFlags.all_valid not in f for f in flags)
+            or stored.kind == "f"  # NaN
         )
 
-    def _window(self, r0: int, r1: int, c0: int, c1: int) -> Any:
-        from rasterio.windows import Window
-
-        return Window(c0, r0, c1 - c0, r1 - r0)
-
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        try:
-            return self.dataset.read(window=self._window(r0, r1, c0, c1))
-        except Exception as e:  # RasterioIOError and GDAL's CPLE_* errors of a damaged block
-            raise window_error(self.path, r0, r1, c0, c1, e) from None
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        image, valid = read_window(self.dataset, Window(r0, c0, r1 - r0, c1 - c0), self.indexes)
+        return image_tensor(image, valid).numpy(), valid if self.has_nodata else None
 
     def valid(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None:
         if not self.has_nodata:
             return None
-        try:
-            return self.dataset.dataset_mask(window=self._window(r0, r1, c0, c1)) > 0
-        except Exception as e:
-            raise window_error(self.path, r0, r1, c0, c1, e) from None
+        return read_valid(self.dataset, Window(r0, c0, r1 - r0, c1 - c0), self.indexes)
 
     def close(self) -> None:
         self.dataset.close()
@@ -133,32 +152,46 @@ class RasterioSource:
 
 
 class TiffSource:
-    """A TIFF / BigTIFF without georeference read with tifffile: only the strips or tiles a
-    window touches are read and decoded."""
+    """A TIFF / BigTIFF read with tifffile: only the strips or tiles a window touches are read and
+    decoded. ``mode``: ``"multiband"`` (every band as stored, ``seglab.data.io.tiff_bands``'s
+    validity) or the 8-bit PIL mode ``read_image`` would convert (grey repeated in three bands,
+    alpha dropped)."""
 
     georeferenced = False
-    has_nodata = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: str = "multiband") -> None:
         import tifffile
 
-        self.path = path
+        self.path, self.mode = path, mode
         try:
             self.tif = tifffile.TiffFile(path)
             page = self.tif.pages.first
         except Exception as e:
             raise DataError(f"{path}: cannot open the TIFF file: {e}") from None
         self.page = page
-        if page.dtype != np.uint8:
-            self.tif.close()
-            raise not_uint8(path, page.dtype)
         separate, depth, self.height, self.width, contig = page.shaped
-        if depth != 1:
+        try:
+            stored = pixel_type(path, [np.dtype(page.dtype).name])
+            if depth != 1:
+                raise DataError(
+                    f"{path}: a volume (depth {depth}); streamed prediction reads 2-D images"
+                )
+        except DataError:
             self.tif.close()
-            raise DataError(
-                f"{path}: a volume (depth {depth}); streamed prediction reads 2-D images"
-            )
-        self.bands = separate * contig
+            raise
+        self.dtype = given_type(stored)
+        self.samples = separate * contig
+        extra = page.tags.get(338)
+        nodata = page.tags.get(42113)
+        self.extra = extra.value if extra is not None else ()
+        self.nodata = None if nodata is None else str(nodata.value)
+        if mode == "multiband":
+            probe, _ = tiff_bands(np.zeros((self.samples, 1, 1), stored), self.extra, self.nodata)
+            self.bands = probe.shape[0]
+            self.has_nodata = self.nodata is not None or probe.shape[0] < self.samples
+            self.has_nodata |= stored.kind == "f"
+        else:
+            self.bands, self.has_nodata = 3, False
         if page.is_tiled:
             self.segment = (page.tilelength, page.tilewidth)
         else:
@@ -168,10 +201,11 @@ class TiffSource:
             math.ceil(self.width / self.segment[1]),
         )
 
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    def _decode(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """The stored samples of the window ``(samples, h, w)``."""
         page, (sl, sw), (ny, nx) = self.page, self.segment, self.grid
         separate = page.shaped[0]
-        out = np.zeros((separate, r1 - r0, c1 - c0, page.shaped[4]), np.uint8)
+        out = np.zeros((separate, r1 - r0, c1 - c0, page.shaped[4]), page.dtype)
         fh = self.tif.filehandle
         try:
             for s in range(separate):
@@ -199,70 +233,92 @@ class TiffSource:
             raise
         except Exception as e:  # zlib/decoder errors of damaged data, short reads
             raise window_error(self.path, r0, r1, c0, c1, e) from None
-        # (separate, h, w, contig) -> (bands, h, w)
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2).reshape(self.bands, r1 - r0, c1 - c0))
+        # (separate, h, w, contig) -> (samples, h, w)
+        return out.transpose(0, 3, 1, 2).reshape(self.samples, r1 - r0, c1 - c0)
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        raw = self._decode(r0, r1, c0, c1)
+        if self.mode != "multiband":  # as PIL's conversion to RGB: alpha dropped, grey repeated
+            rgb = raw[:3] if self.samples >= 3 else np.repeat(raw[:1], 3, axis=0)
+            return np.ascontiguousarray(rgb), None
+        image, valid = tiff_bands(raw, self.extra, self.nodata)
+        return image_tensor(image, valid).numpy(), valid if self.has_nodata else None
 
     def valid(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None:
-        return None
+        return self.read(r0, r1, c0, c1)[1] if self.has_nodata else None
 
     def close(self) -> None:
         self.tif.close()
 
 
 class ArraySource:
-    """Any other image, decoded whole as today (``read_image``: 8-bit RGB); windows are slices."""
+    """Any other image, decoded whole as today (``read_image_valid``); windows are slices."""
 
     georeferenced = False
-    has_nodata = False
 
     def __init__(self, path: Path, exif_orientation: Any = "refuse") -> None:
         self.path = path
-        self.image = read_image(path, exif_orientation).numpy()
+        image, valid = read_image_valid(path, exif_orientation)
+        self.image = image.numpy()
+        self._valid = None if valid is None else valid.numpy()
+        self.has_nodata = self._valid is not None
         self.bands, self.height, self.width = self.image.shape
+        self.dtype = self.image.dtype
 
-    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return self.image[:, r0:r1, c0:c1]
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.image[:, r0:r1, c0:c1], self.valid(r0, r1, c0, c1)
 
     def valid(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray | None:
-        return None
+        return None if self._valid is None else self._valid[r0:r1, c0:c1]
 
     def close(self) -> None:
         self.image = np.empty((0, 0, 0), np.uint8)
 
 
 def open_source(path: str | Path, exif_orientation: Any = "refuse") -> WindowSource:
-    """The reader for ``path``: rasterio for georeferenced rasters, tifffile for other TIFFs,
-    ``read_image`` for everything else."""
+    """The reader for ``path``, by ``read_image``'s rules (``seglab.data.io.tiff_reading``):
+    rasterio for georeferenced rasters and multi-band TIFFs (tifffile without rasterio), tifffile
+    for 8-bit grey/RGB TIFFs, ``read_image_valid`` for everything else."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
     if path.suffix.lower() in TIFF_SUFFIXES:
-        if have("rasterio"):
-            source = RasterioSource(path)
-            if source.georeferenced or source.has_nodata or not have("tifffile"):
-                return source
-            source.close()
-        if have("tifffile"):
-            return TiffSource(path)
-        raise ConfigError(
-            f"{path}: reading TIFF files window by window needs rasterio or tifffile; "
-            "pip install 'seglab[geo]'"
-        )
+        reading = tiff_reading(path)
+        if reading == "multiband":
+            if have("rasterio"):
+                return RasterioSource(path)
+            if have("tifffile"):
+                return TiffSource(path)
+            raise ConfigError(
+                f"{path}: reading multi-band TIFF files needs rasterio or tifffile; "
+                "pip install 'seglab[geo]'"
+            )
+        if reading in PHOTO_MODES and have("tifffile"):
+            return TiffSource(path, reading)
     return ArraySource(path, exif_orientation)
+
+
+def is_georeferenced(dataset: Any) -> bool:
+    """Whether an open rasterio dataset places its pixels on the map (CRS, transform or GCPs)."""
+    ds = dataset
+    return ds.crs is not None or not ds.transform.is_identity or bool(ds.gcps[0])
 
 
 def image_size(path: str | Path) -> tuple[int, int, bool]:
     """``(height, width, georeferenced)`` from the file's header, without decoding pixels."""
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES and (have("rasterio") or have("tifffile")):
-        if have("rasterio"):
-            source: Any = RasterioSource(path)
-        else:
-            source = TiffSource(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and have("rasterio"):
+        with open_raster(path) as ds:
+            return ds.height, ds.width, is_georeferenced(ds)
+    if path.suffix.lower() in TIFF_SUFFIXES and have("tifffile"):
+        import tifffile
+
         try:
-            return source.height, source.width, source.georeferenced
-        finally:
-            source.close()
+            with tifffile.TiffFile(path) as tif:
+                shaped = tif.pages.first.shaped
+        except Exception as e:
+            raise DataError(f"{path}: cannot read the TIFF header: {e}") from None
+        return shaped[2], shaped[3], False
     from PIL import Image
 
     try:

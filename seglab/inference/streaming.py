@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.data.normalize import normalize
+from seglab.data.normalize import check_input, normalize
 from seglab.errors import ConfigError, DataError
 from seglab.inference.predict import Inference
 from seglab.inference.raster_files import (
@@ -59,6 +59,7 @@ from seglab.inference.sliding_window import gaussian_weights, pair, tile_starts,
 from seglab.inference.tta import tta_logits
 
 Forward = Callable[[Tensor], Tensor]
+InputCheck = Callable[[Tensor, str], None]  # check(image, name), as data modules give it
 PROGRESS_FILE = "progress.json"
 PROBABILITY_DTYPES = ("uint8", "float16")
 EMIT_COLUMNS = 1024  # columns of finished rows turned into class ids at a time
@@ -67,24 +68,21 @@ EMIT_COLUMNS = 1024  # columns of finished rows turned into class ids at a time
 def network_input(
     raw: np.ndarray, mean: Sequence[float], std: Sequence[float], device: Any
 ) -> Tensor:
-    """Raw ``uint8`` windows ``(B, bands, h, w)`` as the network's normalised float32 input: the one
-    conversion of the streamed path (``seglab.data.normalize``)."""
+    """Windows ``(B, bands, h, w)`` as a source gives them (``uint8``, or ``float32`` raw values of
+    other types) as the network's normalised float32 input: the one conversion of the streamed
+    path, ``seglab.data.normalize``'s rule for every type (``(value / 255 - mean) / std`` per
+    band), as the in-memory path applies it."""
     x = torch.from_numpy(np.ascontiguousarray(raw)).to(device)
     return normalize(x, mean, std)
 
 
-def model_bands(raw: np.ndarray, in_channels: int, path: Path) -> np.ndarray:
-    """``raw`` ``(..., bands, h, w)`` with the model's channels: as stored, or a grey band repeated
-    (as ``read_image`` does for grey images); other band counts are refused."""
-    bands = raw.shape[-3]
-    if bands == in_channels:
-        return raw
-    if bands == 1:
-        return np.repeat(raw, in_channels, axis=-3)
-    raise DataError(
-        f"{path}: {bands} bands, but the model takes {in_channels} channels (model.in_channels); "
-        "select the bands it was trained on (e.g. gdal_translate -b 1 -b 2 -b 3)"
-    )
+def check_source(source: WindowSource, check: InputCheck) -> None:
+    """Runs the data's input check (``seglab.data.normalize.check_input``, as the in-memory
+    predict path does for each image) on the bands and type the source gives, before any window
+    is read: a band count other than the model's, or a type its normalisation does not fit, is
+    refused naming the file."""
+    probe = torch.from_numpy(np.zeros((source.bands, 1, 1), source.dtype))
+    check(probe, str(source.path))
 
 
 def tile_forward(model: Forward, settings: Inference) -> Forward:
@@ -161,7 +159,6 @@ class BandPredictor:
         tiling: Tiling,
         mean: Sequence[float],
         std: Sequence[float],
-        in_channels: int,
         weighting: str,
         tile_batch_size: int,
         device: Any,
@@ -172,7 +169,7 @@ class BandPredictor:
         on_tiles: Callable[[int], None] | None = None,
     ) -> None:
         self.forward, self.source, self.tiling = forward, source, tiling
-        self.mean, self.std, self.in_channels = mean, std, in_channels
+        self.mean, self.std = mean, std
         self.batch, self.device = tile_batch_size, torch.device(device)
         self.num_classes = num_classes
         self.ids_dtype, self.nodata, self.probabilities = ids_dtype, nodata, probabilities
@@ -198,8 +195,7 @@ class BandPredictor:
         t, (th, _) = self.tiling, self.tiling.tile
         r0 = t.ys[k]
         r1 = min(r0 + th, t.height)
-        raw = model_bands(self.source.read(r0, r1, 0, t.width), self.in_channels, self.source.path)
-        return raw, self.source.valid(r0, r1, 0, t.width)
+        return self.source.read(r0, r1, 0, t.width)
 
     def run(self, b0: int, b1: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         """``(band, ids (h, W), probabilities (C, h, W) or None)`` for bands ``b0 .. b1 - 1``."""
@@ -499,6 +495,7 @@ def stream_predict(
     progress: bool = False,
     device: Any = "cpu",
     exif_orientation: Any = "refuse",
+    check: InputCheck | None = None,
 ) -> StreamResult:
     """Predicts ``image`` window by window into the class-id file ``output`` (a GeoTIFF when the
     input is georeferenced, else a tiled TIFF) and, with ``probabilities`` (``uint8``: 0-255 for
@@ -510,16 +507,25 @@ def stream_predict(
             stride); called under ``torch.no_grad``.
         settings: tiles, overlap/stride, weighting, tile batch, test-time augmentation,
             ``band_rows`` (``model.inference``).
-        mean, std, num_classes, in_channels: the model's input normalisation, classes and
-            channels.
+        mean, std, num_classes, in_channels: the model's input normalisation (per band, on
+            ``seglab.data.normalize``'s scale for every pixel type), classes and channels.
         palette: colour per class id, kept as the class-id file's colour table.
         group: the processes sharing the image (``SingleProcess`` by default).
+        check: ``check(image, name)``, refusing an image the normalisation does not fit: the data
+            module's ``input_check()`` (what its in-memory predict applies); by default
+            ``check_input`` with ``mean`` (the image's bands must be ``len(mean)``).
         progress: show a progress bar in tiles (process 0).
     """
     settings = settings or Inference()
     if probabilities not in (None, *PROBABILITY_DTYPES):
         raise ConfigError(f"probabilities must be uint8 or float16, got {probabilities!r}")
     group = group or SingleProcess()
+    if len(mean) != in_channels:
+        raise ConfigError(
+            f"mean/std have {len(mean)} values, but the model takes {in_channels} channels "
+            "(model.in_channels): one value per band"
+        )
+    check = check or partial(check_input, mean=mean)
     image, output = Path(image), Path(output)
     started = time.perf_counter()
     source = open_source(image, exif_orientation)
@@ -532,7 +538,7 @@ def stream_predict(
             mean,
             std,
             num_classes,
-            in_channels,
+            check,
             palette,
             probabilities,
             overwrite,
@@ -555,7 +561,7 @@ def _stream(
     mean: Sequence[float],
     std: Sequence[float],
     num_classes: int,
-    in_channels: int,
+    check: InputCheck,
     palette: Sequence[Sequence[int]] | None,
     probabilities: str | None,
     overwrite: bool,
@@ -567,7 +573,7 @@ def _stream(
     started: float,
 ) -> StreamResult:
     image = source.path
-    model_bands(np.zeros((source.bands, 1, 1), np.uint8), in_channels, image)  # refuse early
+    check_source(source, check)
     tiling = tiling_of(source.height, source.width, settings)
     if tiling.band_rows % 16:
         raise ConfigError(
@@ -623,7 +629,6 @@ def _stream(
         tiling,
         mean,
         std,
-        in_channels,
         settings.weighting,
         settings.tile_batch_size,
         device,

@@ -6,10 +6,11 @@ Per input ``<stem>``: ``<stem>.png`` (class ids, the input's height and width), 
 
 Images that ``model.inference.streaming`` streams (larger than ``stream_above`` pixels, or
 georeferenced) are predicted window by window after the other images
-(``seglab.inference.streaming``)
-into ``<stem>.tif``: a GeoTIFF with the input's CRS, transform and nodata, or a tiled TIFF, with the
-palette as its colour table; with probabilities also ``<stem>_probs.tif`` (``probabilities_dtype``).
-Several processes share each such image's windows; process 0 writes the files.
+(``seglab.inference.streaming``; any bands and pixel type the model was trained on, checked as the
+in-memory path checks each image) into ``<stem>.tif``: a GeoTIFF with the input's CRS, transform
+and nodata, or a tiled TIFF, with the palette as its colour table; with probabilities also
+``<stem>_probs.tif`` (``probabilities_dtype``). Several processes share each such image's windows;
+process 0 writes the files.
 
 Output names never collide: two inputs that would write the same file (``a.png`` and ``a.jpg``; or
 ``a.png`` and ``a_color.png`` with colour outputs) are refused before anything is written, and no
@@ -224,6 +225,9 @@ class PredictionWriter(BasePredictionWriter):
         )
         model_id = model_fingerprint(pl_module)
         exif = getattr(trainer.datamodule, "exif_orientation", "refuse")
+        # The check the data module's in-memory predict applies to each image (bands, type).
+        input_check = getattr(trainer.datamodule, "input_check", None)
+        check = input_check() if callable(input_check) else None
         try:
             for image in self.streamed:
                 names = self.streamed_names(image)
@@ -246,6 +250,7 @@ class PredictionWriter(BasePredictionWriter):
                         progress=trainer.progress_bar_callback is not None,
                         device=device,
                         exif_orientation=exif,
+                        check=check,
                     )
                 resumed = (
                     f"; resumed: {result.bands_done_before} of {result.bands} row bands were "

@@ -17,12 +17,13 @@ from PIL import Image
 
 from seglab import SegmentationModule
 from seglab.cli import main
+from seglab.data.io import read_image_valid
 from seglab.data.normalize import normalize
 from seglab.data.palette import default_palette
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
 from seglab.inference import Inference, predict_logits, sliding_window
 from seglab.inference.streaming import should_stream, stream_predict, tile_forward
-from tests.conftest import REPO
+from tests.conftest import REPO, user_error
 from tests.inference.test_predict_cli import predict_args
 
 rasterio = pytest.importorskip("rasterio")
@@ -166,14 +167,67 @@ def test_a_truncated_tiff_is_named_with_its_window(module, tmp_path):
         stream(module, tmp_path / "cut.tif", tmp_path / "out.tif")
 
 
-def test_images_it_cannot_read_are_refused(module, tmp_path):
-    tifffile.imwrite(tmp_path / "deep.tif", np.zeros((64, 64, 3), np.uint16), tile=(32, 32))
-    with pytest.raises(DataError, match=r"deep.tif: pixel type uint16.*8-bit"):
-        stream(module, tmp_path / "deep.tif", tmp_path / "out.tif")
+def write_4band_uint16(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A UTM-referenced 4-band uint16 GeoTIFF (RGB + near-infrared reflectances) with nodata 0 over
+    a block of whole tiles and a ragged edge."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(1, 12000, (4, h, w), dtype=np.uint16)
+    image[:, 40:170] = 0  # whole rows of tiles: chunks of nodata only, not run
+    image[:, -3:, -11:] = 0
+    profile = dict(driver="GTiff", height=h, width=w, count=4, dtype="uint16", nodata=0)
+    profile.update(crs="EPSG:32632", transform=from_origin(500000.0, 4800000.0, 10.0, 10.0))
+    with rasterio.open(path, "w", tiled=True, blockxsize=32, blockysize=32, **profile) as out:
+        out.write(image)
+    return image
+
+
+def test_a_4band_uint16_geotiff_streams_like_the_in_memory_window(tmp_path):
+    """A model trained on 4-band uint16 data (per-band mean/std of value / 255) predicts a
+    4-band uint16 GeoTIFF window by window: georeference, size and nodata of the input, class ids
+    of the in-memory sliding window over what ``read_image_valid`` gives."""
+    image = write_4band_uint16(tmp_path / "s2.tif", 200, 170)
+    mean, std = (20.0, 22.0, 24.0, 26.0), (12.0, 13.0, 14.0, 15.0)  # of value / 255
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        arch="unet", encoder_name="tu-test_resnet", num_classes=4, in_channels=4,
+        mean=mean, std=std,
+    ).eval()  # fmt: skip
+    result = stream(module, tmp_path / "s2.tif", tmp_path / "out.tif", in_channels=4)
+    assert result.tiles_run < result.tiles  # the nodata tiles were not run
+    nodata = (image == 0).all(0)
+    with rasterio.open(tmp_path / "s2.tif") as src, rasterio.open(tmp_path / "out.tif") as ids:
+        assert ids.crs == src.crs and ids.transform == src.transform
+        assert (ids.height, ids.width, ids.count, ids.nodata) == (200, 170, 1, 255)
+        predicted = ids.read(1)
+    assert (predicted[nodata] == 255).all()
+    pixels, valid = read_image_valid(tmp_path / "s2.tif")  # float32 raw values, nodata 0
+    assert pixels.dtype == torch.float32 and torch.equal(~valid, torch.from_numpy(nodata))
+    x = normalize(pixels[None], mean, std)
+    with torch.no_grad():
+        expected = predict_logits(module, x, SETTINGS).argmax(1)[0].numpy()
+    np.testing.assert_array_equal(predicted[~nodata], expected[~nodata])
+    assert len(np.unique(expected[~nodata])) > 1  # not a constant prediction
+
+
+def test_images_the_model_does_not_fit_are_refused_naming_the_file(
+    checkpoint, module, tmp_path, capsys
+):
     five = np.zeros((5, 64, 64), np.uint8)
     tifffile.imwrite(tmp_path / "five.tif", five, planarconfig="separate", photometric="minisblack")
-    with pytest.raises(DataError, match=r"five.tif: 5 bands, but the model takes 3"):
+    with pytest.raises(ConfigError, match=r"five.tif: image has 5 uint8 bands.* 3 values"):
         stream(module, tmp_path / "five.tif", tmp_path / "out.tif")
+    # through the command, the data module's check (the in-memory path's) refuses a 4-band
+    # uint16 GeoTIFF for the 3-band model
+    images = tmp_path / "images"
+    images.mkdir()
+    deep = np.random.default_rng(0).integers(0, 65535, (4, 64, 64), dtype=np.uint16)
+    profile = dict(driver="GTiff", height=64, width=64, count=4, dtype="uint16", crs="EPSG:4326")
+    profile.update(transform=from_origin(5.0, 45.0, 1e-4, 1e-4))
+    with rasterio.open(images / "deep.tif", "w", **profile) as out:
+        out.write(deep)
+    args = predict_args(checkpoint, images, tmp_path / "out", *SLIDE)
+    user_error(args, capsys, 2, "deep.tif", "image has 4 non-uint8", "3 values")
+    assert not (tmp_path / "out" / "deep.tif").exists()
 
 
 def test_streaming_is_chosen_by_size_and_georeference_and_overridable():
