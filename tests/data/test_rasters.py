@@ -147,23 +147,20 @@ def test_4band_uint16_geotiffs_train_validate_and_predict_through_the_command(
     assert 0.0 <= float(val.trainer.callback_metrics["val/mIoU"]) <= 1.0
     out = tmp_path / "predictions"
     images = raster_root / "val" / "images"
-    main(
-        [
-            "predict",
-            *raster_args(raster_root),
-            "--ckpt_path",
-            ckpt,
-            "--data.predict_dir",
-            str(images),
-            "--output_dir",
-            str(out),
-            "--save_overlay",
-            "true",
-        ]
-    )
-    ids = np.array(Image.open(out / "tile0.png"))
+    predict = ["predict", *raster_args(raster_root), "--ckpt_path", ckpt]
+    predict += ["--data.predict_dir", str(images)]
+    # georeferenced: streamed (model.inference.streaming auto) into a GeoTIFF on the input's grid
+    main([*predict, "--output_dir", str(out)])
+    with rasterio.open(images / "tile0.tif") as src, rasterio.open(out / "tile0.tif") as dst:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, (70, 90))
+        ids, nodata = dst.read(1), (src.read() == NODATA).all(0)
+    assert (ids[nodata] == dst.nodata).all() and ids[~nodata].max() < 3
+    # in memory (streaming never): a PNG and an overlay of the 4 bands
+    memory = ["--model.inference.streaming", "never", "--save_overlay", "true"]
+    main([*predict, "--output_dir", str(tmp_path / "memory"), *memory])
+    ids = np.array(Image.open(tmp_path / "memory" / "tile0.png"))
     assert ids.shape == (70, 90) and ids.max() < 3
-    assert np.array(Image.open(out / "tile0_overlay.png")).shape == (70, 90, 3)
+    assert np.array(Image.open(tmp_path / "memory" / "tile0_overlay.png")).shape == (70, 90, 3)
     explain = main(
         [
             "explain",
