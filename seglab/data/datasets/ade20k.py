@@ -112,6 +112,8 @@ class ADE20KDataModule(SegmentationDataModule):
 
     @property
     def data_dir(self) -> Path:
+        """The folder holding ``images/`` and ``annotations/``: ``root`` or its
+        ``ADEChallengeData2016``."""
         return self.root if (self.root / "images").is_dir() else self.root / "ADEChallengeData2016"
 
     def download_data(self) -> None:

@@ -59,6 +59,7 @@ class SegmentationDataset(Dataset):
         raise NotImplementedError
 
     def load(self, index: int) -> tuple[Tensor, Tensor, str]:
+        """Sample ``index`` decoded, unchecked: ``(image uint8 (C,H,W), mask (H,W), name)``."""
         raise NotImplementedError
 
     def read(self, index: int) -> tuple[Tensor, Tensor, str]:

@@ -122,6 +122,8 @@ class OxfordPetsDataModule(SegmentationDataModule):
             download_and_extract(RESOURCES, self.root, "Oxford-IIIT Pet", MANUAL)
 
     def split_names(self, split: Split) -> list[str]:
+        """The image names of a split: ``test.txt``; every ``1 / val_fraction``-th line of
+        ``trainval.txt`` for ``val``, the others for ``train``."""
         if split == "test":
             return read_list(self.root / "annotations" / "test.txt")
         names = read_list(self.root / "annotations" / "trainval.txt")

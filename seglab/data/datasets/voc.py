@@ -124,6 +124,7 @@ class VOCDataModule(SegmentationDataModule):
 
     @property
     def voc_dir(self) -> Path:
+        """The VOC2012 folder: ``root`` itself or its ``VOCdevkit/VOC2012``."""
         return self.root if (self.root / "JPEGImages").is_dir() else self.root / "VOCdevkit/VOC2012"
 
     def download_data(self) -> None:
@@ -140,6 +141,8 @@ class VOCDataModule(SegmentationDataModule):
         ).is_dir()
 
     def split_pairs(self, split: Split) -> list[tuple[Path, Path]]:
+        """``(image, mask)`` files of a split; with ``use_sbd`` the training split adds SBD's
+        masks (``SegmentationClassAug`` PNGs or SBD's ``.mat`` files), never a ``val`` image."""
         voc = self.voc_dir
         lists = voc / "ImageSets/Segmentation"
         images, labels = voc / "JPEGImages", voc / "SegmentationClass"
