@@ -11,6 +11,7 @@ from seglab.callbacks import (
     NonFiniteLoss,
     PredictionImages,
     Throughput,
+    UnusedParameters,
     ValidateAtEnd,
 )
 from seglab.data import (
@@ -66,6 +67,7 @@ __all__ = [
     "SegmentationModule",
     "SyntheticDataModule",
     "Throughput",
+    "UnusedParameters",
     "VOCDataModule",
     "ValidateAtEnd",
     "WarmupLR",

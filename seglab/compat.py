@@ -84,6 +84,13 @@ def ddp_finds_unused_parameters(strategy: Strategy) -> bool:
     return bool(strategy._ddp_kwargs.get("find_unused_parameters", False))
 
 
+def ddp_find_unused_parameters(strategy: DDPStrategy) -> None:
+    """Turns on DistributedDataParallel's ``find_unused_parameters`` for a DDP strategy that has
+    not wrapped the module yet (``_ddp_kwargs``, lightning 2.4-2.6; the public way is the strategy
+    name ``ddp_find_unused_parameters_true``, which the user may not have chosen)."""
+    strategy._ddp_kwargs["find_unused_parameters"] = True
+
+
 def wandb_credentials_configured() -> bool:
     """Whether ``wandb.init`` would find credentials without asking: ``WANDB_API_KEY``, an identity
     token file, ``~/.netrc`` for the configured base URL, or the settings' ``api_key``.

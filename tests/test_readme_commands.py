@@ -137,10 +137,7 @@ def substituted(line: str, places: dict[str, str]) -> list[str]:
 
 # Lines that fail today, each with its issue: the test fails when one of them starts to work, so
 # that the entry is removed with the fix.
-KNOWN_BROKEN = {
-    "--trainer.strategy ddp": "issue #24: the quickstart's encoder_depth 4 leaves the encoder's "
-    "last stage unused, which DDP refuses",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 
 def run_ddp(argv: list[str]) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from seglab.callbacks import BestMetricsTable, Throughput
 from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
+from seglab.callbacks.distributed import UnusedParameters
 from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
 from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
@@ -301,12 +302,14 @@ class SeglabCLI(LightningCLIHooks):
         """What the command adds to the trainer's callbacks, each unless the config has one of its
         type: RNG in checkpoints and a resume hint on SIGTERM, images/s and the data-wait fraction,
         a stop on a non-finite loss, the run directory's checkpoints, the best metrics printed at
-        the end, and for ``predict --output_dir`` the prediction files."""
+        the end, parameters without gradients named before DDP training, and for
+        ``predict --output_dir`` the prediction files."""
         callbacks = [
             ResumeState(resume_command=self.resume_command()),
             Throughput(),
             NonFiniteLoss("stop"),
             BestMetricsTable(),
+            UnusedParameters(),
         ]
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         if config.get("trainer", {}).get("enable_checkpointing") is not False:
