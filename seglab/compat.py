@@ -91,6 +91,14 @@ def ddp_find_unused_parameters(strategy: DDPStrategy) -> None:
     strategy._ddp_kwargs["find_unused_parameters"] = True
 
 
+def set_received_sigterm(trainer: Any) -> None:
+    """Sets the flag Lightning's loops read to stop at the end of the batch (lightning 2.4-2.6:
+    ``trainer._signal_connector.received_sigterm``; ``trainer.received_sigterm`` is read-only).
+    seglab's own signal handler sets it instead of Lightning's, which runs collectives inside the
+    handler (2.6) and so can meet the other ranks in the middle of a gradient all-reduce."""
+    trainer._signal_connector.received_sigterm = True
+
+
 def wandb_credentials_configured() -> bool:
     """Whether ``wandb.init`` would find credentials without asking: ``WANDB_API_KEY``, an identity
     token file, ``~/.netrc`` for the configured base URL, or the settings' ``api_key``.

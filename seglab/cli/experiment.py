@@ -26,7 +26,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from seglab.callbacks import BestMetricsTable, Throughput
 from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
@@ -127,6 +127,14 @@ class SeglabCLI(LightningCLIHooks):
         self.argv = list(sys.argv[1:] if args is None else args)
         self.from_checkpoint: Path | None = None  # the checkpoint the model settings came from
         self.built_data: L.LightningDataModule | None = None
+        try:
+            self._start(args, run, parser_kwargs)
+        except SIGTERMException:
+            self._stopped()
+
+    def _start(
+        self, args: list[str] | None, run: bool, parser_kwargs: dict[str, Any] | None
+    ) -> None:
         super().__init__(
             SegmentationModule,
             L.LightningDataModule,
@@ -143,6 +151,23 @@ class SeglabCLI(LightningCLIHooks):
             run=run,
             seed_everything_default=self.seed_default,
         )
+
+    def _stopped(self) -> None:
+        """A run stopped by a signal (``ResumeState``): ``fit`` saved ``last.ckpt`` and printed
+        the resume command, and exits 0; an evaluation or prediction is incomplete: exit 1."""
+        subcommand = self.config.get("subcommand") if hasattr(self, "config") else None
+        if subcommand in (None, "fit"):
+            raise SystemExit(0)
+        state = next(
+            (c for c in getattr(self.trainer, "callbacks", []) if isinstance(c, ResumeState)), None
+        )
+        name = (state.stop_signal if state else None) or "a signal"
+        what = "predictions" if subcommand == "predict" else "metrics"
+        notice(
+            f"seglab {subcommand}: stopped by {name} before the end; the {what} are incomplete "
+            "(run the same command again)"
+        )
+        raise SystemExit(1)
 
     # --- parsing -------------------------------------------------------------------------------
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
