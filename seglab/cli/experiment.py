@@ -24,8 +24,9 @@ import lightning as L
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from seglab.callbacks import BestMetricsTable, Throughput
@@ -33,7 +34,15 @@ from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
 from seglab.callbacks.distributed import UnusedParameters
 from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
-from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
+from seglab.cli.loggers import (
+    SaveAndLogConfig,
+    continue_identity,
+    offline_without_credentials,
+    read_identity,
+    record_identity,
+    skip_logged_steps,
+    upload_command,
+)
 from seglab.cli.messages import notice
 from seglab.cli.migration import MOVED_SETTINGS, old_form_hint, old_form_value
 from seglab.cli.runs import (
@@ -43,7 +52,14 @@ from seglab.cli.runs import (
     read_checkpoint,
     run_directory,
 )
-from seglab.compat import INSTANTIATOR_KEY, LightningCLIHooks, recording_config
+from seglab.compat import (
+    INSTANTIATOR_KEY,
+    LightningCLIHooks,
+    checkpoint_metrics_step,
+    continue_csv_metrics,
+    recording_config,
+    wandb_offline,
+)
 from seglab.data import SegmentationDataModule
 from seglab.errors import CheckpointError, ConfigError, SeglabError
 from seglab.inference.writer import PredictionWriter
@@ -126,6 +142,7 @@ class SeglabCLI(LightningCLIHooks):
     ) -> None:
         self.argv = list(sys.argv[1:] if args is None else args)
         self.from_checkpoint: Path | None = None  # the checkpoint the model settings came from
+        self.resume_step: int | None = None  # where a resumed fit's metrics continue
         self.built_data: L.LightningDataModule | None = None
         try:
             self._start(args, run, parser_kwargs)
@@ -218,6 +235,7 @@ class SeglabCLI(LightningCLIHooks):
         if ckpt_path is None:
             return
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only"))
+        self.resume_step = checkpoint_metrics_step(checkpoint)
         settings, dropped = recorded_model_settings(checkpoint.get("hyper_parameters", {}))
         if dropped:
             notice(
@@ -288,6 +306,12 @@ class SeglabCLI(LightningCLIHooks):
         for _, init_args in entries_of(config.trainer.get("logger"), WandbLogger):
             if init_args is not None and not init_args.get("save_dir"):
                 init_args["save_dir"] = str(self.run_dir)
+        if self.config.get("subcommand") == "fit":
+            # One run across resumes: a resumed fit continues the loggers' recorded identity.
+            resuming = config.get("ckpt_path") is not None
+            continued = continue_identity(config.trainer.get("logger"), self.run_dir, resuming)
+            if continued:
+                notice(f"seglab: the resumed run continues {', '.join(continued)}")
         # W&B without an API key would prompt or raise inside wandb.init: go offline first.
         offline_without_credentials(config.trainer.get("logger"))
         if self.config.get("subcommand") == "fit":
@@ -372,6 +396,27 @@ class SeglabCLI(LightningCLIHooks):
             if isinstance(e, SeglabError):
                 raise
             raise ConfigError(f"trainer: {e} (check the --trainer.* settings)") from None
+
+    def before_fit(self) -> None:
+        """Rank zero records the loggers' identity of a new run in the run directory; a resumed
+        run continues the CSV file (rows past the checkpoint dropped: they are logged again) and
+        logs no W&B step twice. Offline W&B: the command that uploads the run, every part."""
+        if rank_zero_only.rank != 0:
+            return
+        loggers = self.trainer.loggers
+        resuming = self.experiment().get("ckpt_path") is not None
+        if not resuming or not read_identity(self.run_dir):
+            record_identity(loggers, self.run_dir)
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                offline = wandb_offline(logger)
+                if resuming:
+                    skip_logged_steps(logger, offline)
+                if offline:
+                    command = upload_command(logger)
+                    notice(f"W&B: offline; upload this run, every part of it, with `{command}`")
+            elif resuming and isinstance(logger, CSVLogger) and self.resume_step is not None:
+                continue_csv_metrics(logger, self.resume_step)
 
     def before_predict(self) -> None:
         """``--save_probabilities`` asks the model for probabilities too; with ``--output_dir``
