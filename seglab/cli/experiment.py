@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from seglab.callbacks import BestMetricsTable, Throughput
-from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
+from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState, finish_wandb_run
 from seglab.callbacks.distributed import UnusedParameters
 from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
@@ -304,7 +304,8 @@ class SeglabCLI(LightningCLIHooks):
         config.trainer.default_root_dir = str(self.run_dir)
         self.checkpoint_dirs = checkpoint_directories(config, self.run_dir)
         for _, init_args in entries_of(config.trainer.get("logger"), WandbLogger):
-            if init_args is not None and not init_args.get("save_dir"):
+            # WandbLogger's default save_dir "." would put the run outside its run directory
+            if init_args is not None and init_args.get("save_dir") in (None, "", "."):
                 init_args["save_dir"] = str(self.run_dir)
         if self.config.get("subcommand") == "fit":
             # One run across resumes: a resumed fit continues the loggers' recorded identity.
@@ -417,6 +418,14 @@ class SeglabCLI(LightningCLIHooks):
                     notice(f"W&B: offline; upload this run, every part of it, with `{command}`")
             elif resuming and isinstance(logger, CSVLogger) and self.resume_step is not None:
                 continue_csv_metrics(logger, self.resume_step)
+
+    def after_fit(self) -> None:
+        """The W&B run ends with the fit (its closing lines before seglab's last ones), so that a
+        later fit in the same process is a run of its own, not this one continued."""
+        if rank_zero_only.rank == 0:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    finish_wandb_run(logger)
 
     def before_predict(self) -> None:
         """``--save_probabilities`` asks the model for probabilities too; with ``--output_dir``

@@ -68,7 +68,7 @@ class SaveAndLogConfig(SaveConfigCallback):
         file is overwritten: nothing changed, no second config is logged; something changed, the
         keys are named (a resumed run with another ``lr`` is another experiment)."""
         self.changed: list[str] | None = None  # None: not a resumed fit
-        if stage == "fit" and trainer.ckpt_path and self.save_to_log_dir:
+        if stage == "fit" and self.config.get("ckpt_path") and self.save_to_log_dir:
             log_dir = trainer.log_dir  # all ranks: it broadcasts
             path = Path(log_dir or ".") / self.config_filename
             if trainer.is_global_zero and path.is_file():

@@ -1,0 +1,136 @@
+"""One run across resumes: a resumed fit continues its W&B run, its CSV file and its TensorBoard
+version; a new fit is a new run; a resumed run with other settings says which."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seglab.cli import main
+from seglab.compat import wandb_logged_metrics
+from tests.cli.test_preemption import RUN, probe, run_in_group
+from tests.conftest import TINY
+
+RUN_DIR = Path("outputs/quickstart")
+LOGGERS = [
+    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(RUN_DIR)}},
+    {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"project": "seglab"}},
+]
+WITH_LOGGERS = ["--trainer.logger", json.dumps(LOGGERS), "--trainer.log_every_n_steps", "1"]
+
+
+def identity(root: Path = Path()) -> dict:
+    return json.loads((root / RUN_DIR / "run.json").read_text())
+
+
+def wandb_steps(root: Path, metric: str = "train/loss") -> tuple[set[str], list[int]]:
+    """The run ids of the offline W&B folders, and the steps of ``metric`` over all of them in
+    the order they were written (the order ``wandb sync`` uploads them)."""
+    folders = sorted(
+        (root / RUN_DIR / "wandb").glob("offline-run-*"), key=lambda p: p.stat().st_mtime_ns
+    )
+    deadline = time.monotonic() + 30  # wandb's service process may still be writing
+    while not all(list(f.glob("run-*.wandb")) for f in folders) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ids = {next(folder.glob("run-*.wandb")).stem.removeprefix("run-") for folder in folders}
+    steps = [
+        step
+        for folder in folders
+        for key, step in wandb_logged_metrics(next(folder.glob("run-*.wandb")))
+        if key == metric
+    ]
+    return ids, steps
+
+
+def csv_steps(root: Path, metric: str = "train/loss") -> tuple[list[Path], list[int]]:
+    files = sorted((root / RUN_DIR / "lightning_logs").glob("version_*/metrics.csv"))
+    steps = []
+    for path in files:
+        with path.open(newline="") as f:
+            steps += [int(row["step"]) for row in csv.DictReader(f) if row.get(metric)]
+    return files, steps
+
+
+def test_a_new_fit_is_a_new_run_and_a_resumed_fit_continues_it(capsys):
+    short = [*TINY, *WITH_LOGGERS, "--trainer.max_steps", "2"]
+    main(["fit", *short])
+    first = identity()
+    main(["fit", *short])
+    second = identity()
+    assert first["wandb"][0]["id"] != second["wandb"][0]["id"]
+    assert (first["csv"][0]["version"], second["csv"][0]["version"]) == (0, 1)
+
+    capsys.readouterr()
+    cli = main(["fit", *short[:-1], "4", "--ckpt_path", "last"])
+    err = capsys.readouterr().err
+    wandb_logger = cli.trainer.loggers[1]
+    assert wandb_logger.version == second["wandb"][0]["id"]
+    assert cli.trainer.loggers[0].version == 1
+    assert identity() == second  # the run's identity is its first fit's
+    assert f"W&B run {second['wandb'][0]['id']}" in err and "csv version 1" in err
+    upload = f"wandb sync {RUN_DIR}/wandb/offline-run-*-{second['wandb'][0]['id']}*"
+    assert upload in err
+    # the settings that differ from the first part's are named: here the longer schedule
+    assert "trainer.max_steps 2 -> 4" in err
+    files, steps = csv_steps(Path())
+    # version 0: the first run; version 1: the second, then its continuation appended
+    assert len(files) == 2 and steps[:4] == [0, 1, 0, 1], steps
+    resumed = steps[4:]
+    assert len(resumed) == 2 and resumed == sorted(set(resumed)) and resumed[0] > 1, steps
+
+
+def _resume_command(output: str) -> list[str]:
+    final = output.strip().splitlines()[-1]
+    return shlex.split(final.split("resume with: ", 1)[1])[1:]  # without "seglab"
+
+
+def _one_run(root: Path, total: int) -> None:
+    ids, steps = wandb_steps(root)
+    assert ids == {identity(root)["wandb"][0]["id"]}  # one W&B run
+    assert steps == list(range(total)), steps  # every step once, in order
+    files, rows = csv_steps(root)
+    assert [f.parent.name for f in files] == ["version_0"]
+    assert rows == list(range(total)), rows
+
+
+@pytest.mark.slow
+def test_sigterm_then_the_printed_command_continues_one_wandb_run_and_one_csv(tmp_path):
+    argv = ["fit", *RUN, *WITH_LOGGERS, *probe(step=3)]
+    status, output = run_in_group(tmp_path, argv)
+    assert status == 0, output[-3000:]
+    status, output = run_in_group(tmp_path, _resume_command(output))
+    assert status == 0, output[-3000:]
+    assert "Traceback" not in output
+    _one_run(tmp_path, total=16)  # 2 epochs of 8 steps
+
+
+@pytest.mark.slow
+def test_sigkill_then_ckpt_path_last_continues_one_wandb_run_and_one_csv(tmp_path):
+    argv = ["fit", *RUN, *WITH_LOGGERS]
+    status, _ = run_in_group(tmp_path, [*argv, *probe(step=11, name="SIGKILL")])
+    assert status == -signal.SIGKILL
+    last = tmp_path / RUN_DIR / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
+    status, output = run_in_group(tmp_path, [*argv, "--ckpt_path", "last"])
+    assert status == 0, output[-3000:]
+    _one_run(tmp_path, total=16)
+
+
+@pytest.mark.slow
+def test_ddp_makes_one_wandb_run(tmp_path):
+    argv = ["fit", *RUN, *WITH_LOGGERS, "--trainer.max_steps", "2"]
+    argv += ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    status, output = run_in_group(tmp_path, argv)
+    assert status == 0, output[-3000:]
+    folders = list((tmp_path / RUN_DIR / "wandb").glob("offline-run-*"))
+    assert len(folders) == 1, folders
+    assert folders[0].name.endswith(identity(tmp_path)["wandb"][0]["id"])
+    assert os.path.isfile(tmp_path / RUN_DIR / "lightning_logs" / "version_0" / "metrics.csv")
