@@ -144,14 +144,15 @@ def wandb_records(path: str | Path) -> Iterator[Any]:
 
     wandb (0.31) has no public reader of its offline files. The format (wandb's
     ``internal/datastore``, the same in 0.18-0.31): a 7-byte header (``:W&B``, magic, version),
-    then LevelDB-log chunks in 32 KiB blocks, each with a 7-byte header (CRC32-C, length,
-    type: 1 full, 2 first, 3 middle, 4 last) around a serialized ``Record``."""
+    then LevelDB-log chunks in 32 KiB blocks counted from the end of that header, each chunk with a
+    7-byte header (CRC32-C, length, type: 1 full, 2 first, 3 middle, 4 last) around a part of a
+    serialized ``Record``."""
     from wandb.proto import wandb_internal_pb2
 
     data = Path(path).read_bytes()
     block, header, position, pending = 32768, 7, 7, b""
     while position + header <= len(data):
-        left = block - position % block
+        left = block - (position - header) % block  # blocks start after the file header
         if left < header:  # a block's tail too short for a chunk header is padding
             position += left
             continue

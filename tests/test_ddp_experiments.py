@@ -80,9 +80,7 @@ def test_every_experiment_makes_one_ddp_step_on_two_processes(tmp_path):
     tails = "\n----\n".join(log.read_text()[-3000:] for log in logs)
     assert all(p.returncode == 0 for p in processes), tails
     for experiment in EXPERIMENTS:
-        ranks = [
-            json.loads((out / f"{experiment}-{rank}.json").read_text()) for rank in (0, 1)
-        ]
+        ranks = [json.loads((out / f"{experiment}-{rank}.json").read_text()) for rank in (0, 1)]
         for result in ranks:
             assert "error" not in result, f"{experiment}: {result.get('traceback')}"
             assert (result["world_size"], result["global_step"]) == (2, 1), experiment
