@@ -53,6 +53,14 @@ RUN = [
 ]  # fmt: skip
 
 
+RUN_DIR = Path("outputs/quickstart")
+LOGGERS = [
+    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(RUN_DIR)}},
+    {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"project": "seglab"}},
+]
+WITH_LOGGERS = ["--trainer.logger", json.dumps(LOGGERS), "--trainer.log_every_n_steps", "1"]
+
+
 def run_in_group(tmp_path: Path, argv: list[str], timeout: int = 300) -> tuple[int, str]:
     """``seglab ARGV`` as its own process group; its exit status and output."""
     (tmp_path / "signal_probe.py").write_text(PROBE)
@@ -96,7 +104,7 @@ def probe(**init: object) -> list[str]:
 def check_stopped_fit(tmp_path: Path, status: int, output: str, step: int) -> None:
     assert status == 0, output[-3000:]
     assert "Traceback" not in output and "killed by signal" not in output, output[-3000:]
-    last = tmp_path / "outputs" / "quickstart" / "checkpoints" / "last.ckpt"
+    last = tmp_path / RUN_DIR / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == step
     final = output.strip().splitlines()[-1]
     assert final.startswith("SIGTERM: saved") and f"last.ckpt at step {step}" in final, final
@@ -113,11 +121,16 @@ def test_sigterm_to_the_whole_process_group_saves_and_prints_the_resume_command(
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_whole_process_group_under_ddp(tmp_path):
+def test_sigterm_to_the_whole_process_group_under_ddp_and_one_wandb_run(tmp_path):
     argv = ["fit", *RUN, "--trainer.devices", "2", "--trainer.strategy", "ddp", *probe(step=2)]
-    status, output = run_in_group(tmp_path, argv)
+    status, output = run_in_group(tmp_path, [*argv, *WITH_LOGGERS])
     check_stopped_fit(tmp_path, status, output, 2)
     assert output.count("SIGTERM: saved") == 1  # rank 0 says it
+    # only rank 0 owns the loggers' identity: one W&B run, the one recorded
+    folders = list((tmp_path / RUN_DIR / "wandb").glob("offline-run-*"))
+    run_id = json.loads((tmp_path / RUN_DIR / "run.json").read_text())["wandb"][0]["id"]
+    assert len(folders) == 1 and folders[0].name.endswith(run_id), folders
+    assert (tmp_path / RUN_DIR / "lightning_logs" / "version_0" / "metrics.csv").is_file()
 
 
 @pytest.mark.slow

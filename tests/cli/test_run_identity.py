@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shlex
 import signal
 import time
@@ -16,15 +15,8 @@ import torch
 
 from seglab.cli import main
 from seglab.compat import wandb_logged_metrics
-from tests.cli.test_preemption import RUN, probe, run_in_group
+from tests.cli.test_preemption import RUN, RUN_DIR, WITH_LOGGERS, probe, run_in_group
 from tests.conftest import TINY
-
-RUN_DIR = Path("outputs/quickstart")
-LOGGERS = [
-    {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(RUN_DIR)}},
-    {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"project": "seglab"}},
-]
-WITH_LOGGERS = ["--trainer.logger", json.dumps(LOGGERS), "--trainer.log_every_n_steps", "1"]
 
 
 def identity(root: Path = Path()) -> dict:
@@ -125,12 +117,14 @@ def test_sigkill_then_ckpt_path_last_continues_one_wandb_run_and_one_csv(tmp_pat
 
 
 @pytest.mark.slow
-def test_ddp_makes_one_wandb_run(tmp_path):
-    argv = ["fit", *RUN, *WITH_LOGGERS, "--trainer.max_steps", "2"]
-    argv += ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    status, output = run_in_group(tmp_path, argv)
-    assert status == 0, output[-3000:]
-    folders = list((tmp_path / RUN_DIR / "wandb").glob("offline-run-*"))
-    assert len(folders) == 1, folders
-    assert folders[0].name.endswith(identity(tmp_path)["wandb"][0]["id"])
-    assert os.path.isfile(tmp_path / RUN_DIR / "lightning_logs" / "version_0" / "metrics.csv")
+def test_a_resumed_fit_writes_to_the_same_tensorboard_version():
+    board = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {}}
+    board["init_args"]["save_dir"] = str(RUN_DIR / "tb")
+    short = [*TINY, "--trainer.logger", json.dumps([board]), "--trainer.max_steps", "2"]
+    main(["fit", *short])
+    main(["fit", *short])  # a new run: version_1
+    cli = main(["fit", *short[:-1], "4", "--ckpt_path", "last"])
+    assert cli.trainer.logger.version == 1 == identity()["tensorboard"][0]["version"]
+    versions = sorted(p.name for p in (RUN_DIR / "tb" / "lightning_logs").iterdir())
+    assert versions == ["version_0", "version_1"]
+    assert len(list((RUN_DIR / "tb" / "lightning_logs" / "version_1").glob("events.*"))) == 2
