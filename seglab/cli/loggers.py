@@ -114,6 +114,8 @@ class SaveAndLogConfig(SaveConfigCallback):
 # --- one run across resumes ----------------------------------------------------------------------
 STEP_KEY = "trainer/global_step"  # Lightning's WandbLogger logs every metric against it
 IDENTITY_FILE = "run.json"  # in the run directory: the logger identities of its first fit
+# Settings a resumed fit takes from the checkpoint (the model's; the data's normalisation follows).
+FILLED_ON_RESUME = ("model.", "data.init_args.mean", "data.init_args.std")
 VERSIONED = (CSVLogger, TensorBoardLogger)
 
 
@@ -260,6 +262,8 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any], prefix: str 
         if name.startswith("trainer.logger") and key in ("id", "version", "resume"):
             continue  # the run's identity, set by seglab
         old, new = before.get(key), after.get(key)
+        if old is None and name.startswith(FILLED_ON_RESUME):
+            continue  # unset in the first part, filled from its checkpoint now
         if isinstance(old, dict) and isinstance(new, dict):
             changed += changed_settings(old, new, f"{name}.")
         elif old != new:
