@@ -255,7 +255,7 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any], prefix: str 
     """``key old -> new`` for every setting that differs between two configs (nested keys dotted;
     the checkpoint path and the config files are not settings)."""
     changed = []
-    for key in sorted(set(before) | set(after)):
+    for key in sorted(set(before) | set(after), key=str):
         name = f"{prefix}{key}"
         if name in ("ckpt_path", "config"):
             continue
@@ -264,6 +264,8 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any], prefix: str 
         old, new = before.get(key), after.get(key)
         if old is None and name.startswith(FILLED_ON_RESUME):
             continue  # unset in the first part, filled from its checkpoint now
+        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            old, new = dict(enumerate(old)), dict(enumerate(new))  # e.g. a list of loggers
         if isinstance(old, dict) and isinstance(new, dict):
             changed += changed_settings(old, new, f"{name}.")
         elif old != new:

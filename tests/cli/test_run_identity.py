@@ -51,6 +51,7 @@ def csv_steps(root: Path, metric: str = "train/loss") -> tuple[list[Path], list[
     return files, steps
 
 
+@pytest.mark.slow
 def test_a_new_fit_is_a_new_run_and_a_resumed_fit_continues_it(capsys):
     short = [*TINY, *WITH_LOGGERS, "--trainer.max_steps", "2"]
     main(["fit", *short])
