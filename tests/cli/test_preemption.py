@@ -27,12 +27,15 @@ import lightning as L
 class SignalGroup(L.Callback):
     '''Signals the whole process group (every rank, every data worker) at a step or batch.'''
 
-    def __init__(self, step: int = 3, name: str = "SIGTERM", stage: str = "train"):
-        self.step, self.name, self.stage = step, name, stage
+    def __init__(self, step: int = 3, name: str = "SIGTERM", stage: str = "train", group=True):
+        self.step, self.name, self.stage, self.group = step, name, stage, group
 
     def _send(self, trainer, index):
         if index == self.step and trainer.is_global_zero:
-            os.killpg(os.getpgid(0), getattr(signal, self.name))
+            if self.group:
+                os.killpg(os.getpgid(0), getattr(signal, self.name))
+            else:  # the training process alone (the OOM killer, a crash)
+                os.kill(os.getpid(), getattr(signal, self.name))
             time.sleep(0.3)  # the signal is there before the batch ends
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

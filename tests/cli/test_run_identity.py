@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb
+from lightning.pytorch.loggers import WandbLogger
 
 from seglab.cli import main
+from seglab.cli.loggers import skip_logged_steps, wandb_offline_runs
 from seglab.compat import wandb_logged_metrics
 from tests.cli.test_preemption import RUN, RUN_DIR, WITH_LOGGERS, probe, run_in_group
 from tests.conftest import TINY
@@ -87,13 +90,16 @@ def _resume_command(output: str) -> list[str]:
     return shlex.split(final.split("resume with: ", 1)[1])[1:]  # without "seglab"
 
 
-def _one_run(root: Path, total: int) -> None:
+def _one_run(root: Path, total: int, resumed_from: int = 0) -> None:
     ids, steps = wandb_steps(root)
     assert ids == {identity(root)["wandb"][0]["id"]}  # one W&B run
-    assert steps == list(range(total)), steps  # every step once, in order
+    # every step once, in order (after a SIGKILL, W&B's service may not have written what the
+    # killed part sent it: then the resumed part's steps are there, each once)
+    assert steps == list(range(total))[-len(steps) :], ("W&B", steps)
+    assert len(steps) >= total - resumed_from, ("W&B", steps)
     files, rows = csv_steps(root)
     assert [f.parent.name for f in files] == ["version_0"]
-    assert rows == list(range(total)), rows
+    assert rows == list(range(total)), ("CSV", rows)
 
 
 @pytest.mark.slow
@@ -110,13 +116,34 @@ def test_sigterm_then_the_printed_command_continues_one_wandb_run_and_one_csv(tm
 @pytest.mark.slow
 def test_sigkill_then_ckpt_path_last_continues_one_wandb_run_and_one_csv(tmp_path):
     argv = ["fit", *RUN, *WITH_LOGGERS]
-    status, _ = run_in_group(tmp_path, [*argv, *probe(step=11, name="SIGKILL")])
+    # the training process is killed (W&B's service process lives on and writes what it got)
+    status, _ = run_in_group(tmp_path, [*argv, *probe(step=11, name="SIGKILL", group=False)])
     assert status == -signal.SIGKILL
     last = tmp_path / RUN_DIR / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
     status, output = run_in_group(tmp_path, [*argv, "--ckpt_path", "last"])
     assert status == 0, output[-3000:]
-    _one_run(tmp_path, total=16)
+    _one_run(tmp_path, total=16, resumed_from=8)
+
+
+def test_a_resumed_offline_wandb_run_logs_no_metric_at_a_step_it_has(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    first = wandb.init(project="p", id="once0001", dir=tmp_path, mode="offline")
+    for step in range(11):  # a killed part: logged 3 steps past its checkpoint at step 8
+        first.log({"trainer/global_step": step, "train/loss": 1.0})
+        first.log({"trainer/global_step": step + 1, "perf/images_per_sec": 1.0})
+    first.finish()
+    logger = WandbLogger(project="p", id="once0001", save_dir=str(tmp_path), offline=True)
+    skip_logged_steps(logger, offline=True)
+    for step in range(8, 16):  # the resumed part trains steps 8.. again
+        logger.log_metrics({"train/loss": 0.5}, step=step)
+        logger.log_metrics({"perf/images_per_sec": 2.0}, step=step + 1)
+    logger.experiment.finish()
+    files = [f / "run-once0001.wandb" for f in wandb_offline_runs(logger)]
+    assert len(files) == 2
+    for metric, expected in (("train/loss", range(16)), ("perf/images_per_sec", range(1, 17))):
+        steps = [s for path in files for key, s in wandb_logged_metrics(path) if key == metric]
+        assert steps == list(expected), (metric, steps)
 
 
 @pytest.mark.slow
