@@ -67,7 +67,13 @@ WITH_LOGGERS = ["--trainer.logger", json.dumps(LOGGERS), "--trainer.log_every_n_
 def run_in_group(tmp_path: Path, argv: list[str], timeout: int = 300) -> tuple[int, str]:
     """``seglab ARGV`` as its own process group; its exit status and output."""
     (tmp_path / "signal_probe.py").write_text(PROBE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
+    # (WANDB_SERVICE: an earlier in-process test's wandb service, whose working directory is
+    # another test's; the run must start its own)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "MASTER_")) and k != "WANDB_SERVICE"
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
     log = tmp_path / "run.log"
     with log.open("w") as out:
