@@ -11,6 +11,7 @@ from seglab.callbacks import (
     NonFiniteLoss,
     PredictionImages,
     Throughput,
+    UnusedParameters,
     ValidateAtEnd,
 )
 from seglab.data import (
@@ -72,6 +73,7 @@ __all__ = [
     "StreamingDataModule",
     "SyntheticDataModule",
     "Throughput",
+    "UnusedParameters",
     "VOCDataModule",
     "ValidateAtEnd",
     "WarmupLR",

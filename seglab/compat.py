@@ -8,7 +8,10 @@ an underscore name of Lightning, jsonargparse, wandb, huggingface_hub or smp.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +87,21 @@ def ddp_finds_unused_parameters(strategy: Strategy) -> bool:
     return bool(strategy._ddp_kwargs.get("find_unused_parameters", False))
 
 
+def ddp_find_unused_parameters(strategy: DDPStrategy) -> None:
+    """Turns on DistributedDataParallel's ``find_unused_parameters`` for a DDP strategy that has
+    not wrapped the module yet (``_ddp_kwargs``, lightning 2.4-2.6; the public way is the strategy
+    name ``ddp_find_unused_parameters_true``, which the user may not have chosen)."""
+    strategy._ddp_kwargs["find_unused_parameters"] = True
+
+
+def set_received_sigterm(trainer: Any) -> None:
+    """Sets the flag Lightning's loops read to stop at the end of the batch (lightning 2.4-2.6:
+    ``trainer._signal_connector.received_sigterm``; ``trainer.received_sigterm`` is read-only).
+    seglab's own signal handler sets it instead of Lightning's, which runs collectives inside the
+    handler (2.6) and so can meet the other ranks in the middle of a gradient all-reduce."""
+    trainer._signal_connector.received_sigterm = True
+
+
 def wandb_credentials_configured() -> bool:
     """Whether ``wandb.init`` would find credentials without asking: ``WANDB_API_KEY``, an identity
     token file, ``~/.netrc`` for the configured base URL, or the settings' ``api_key``.
@@ -118,6 +136,100 @@ def wandb_settings_offline() -> None:
     loaded = wandb_setup.singleton().settings_if_loaded
     if loaded is not None:
         loaded.update_from_env_vars({"WANDB_MODE": "offline"})
+
+
+def wandb_records(path: str | Path) -> Iterator[Any]:
+    """The records (``wandb_internal_pb2.Record``) of a W&B run's transaction log
+    (``run-<id>.wandb``), as written offline.
+
+    wandb (0.31) has no public reader of its offline files. The format (wandb's
+    ``internal/datastore``, the same in 0.18-0.31): a 7-byte header (``:W&B``, magic, version),
+    then LevelDB-log chunks in 32 KiB blocks counted from the end of that header, each chunk with a
+    7-byte header (CRC32-C, length, type: 1 full, 2 first, 3 middle, 4 last) around a part of a
+    serialized ``Record``."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = Path(path).read_bytes()
+    block, header, position, pending = 32768, 7, 7, b""
+    while position + header <= len(data):
+        left = block - (position - header) % block  # blocks start after the file header
+        if left < header:  # a block's tail too short for a chunk header is padding
+            position += left
+            continue
+        length = int.from_bytes(data[position + 4 : position + 6], "little")
+        kind = data[position + 6]
+        if kind == 0 or position + header + length > len(data):  # end, or cut by a kill
+            break
+        chunk = data[position + header : position + header + length]
+        position += header + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def wandb_logged_metrics(
+    path: str | Path, step_key: str = "trainer/global_step"
+) -> list[tuple[str, int]]:
+    """``(metric, step)`` for every metric of every history row of a W&B transaction log, in the
+    order logged; the step is the row's ``step_key`` (rows without it are left out)."""
+    found = []
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") != "history":
+            continue
+        row = {
+            item.key or "/".join(item.nested_key): item.value_json for item in record.history.item
+        }
+        if step_key not in row:
+            continue
+        step = int(json.loads(row[step_key]))
+        found += [(key, step) for key in row if not key.startswith("_") and key != step_key]
+    return found
+
+
+def wandb_offline(logger: Any) -> bool:
+    """Whether a WandbLogger writes offline: ``WANDB_MODE`` offline, or its ``offline=True``
+    (kept as ``_offline`` by lightning 2.4-2.6 and applied only when the run starts)."""
+    mode = os.environ.get("WANDB_MODE", "")
+    return mode in ("offline", "dryrun") or bool(getattr(logger, "_offline", False))
+
+
+def continue_csv_metrics(logger: Any, before_step: int) -> int:
+    """Lets a CSVLogger continue its version's ``metrics.csv`` instead of deleting it.
+
+    Lightning's CSV writer (``lightning.fabric.loggers.csv_logs._ExperimentWriter``, 2.4-2.6)
+    removes an existing ``metrics.csv`` when it is created and appends only to a file it wrote
+    itself (``metrics_keys``). The file is read first and written back without the rows at
+    ``before_step`` or later (logged past the checkpoint by a run that was killed, and logged
+    again by the resumed one), and the writer learns its columns. Returns the rows kept."""
+    path = Path(logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        rows = [row for row in reader if not row.get("step") or int(row["step"]) < before_step]
+    with warnings.catch_warnings():  # "Previous log files ... will be deleted": not any more
+        warnings.filterwarnings("ignore", "Experiment logs directory")
+        writer = logger.experiment
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=fields)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = fields
+    return len(rows)
+
+
+def checkpoint_metrics_step(checkpoint: dict[str, Any]) -> int:
+    """The step the next metrics of a run resumed from ``checkpoint`` are logged at: its fit
+    loop's ``_batches_that_stepped`` (lightning 2.4-2.6 loop state), else its global step."""
+    try:
+        loop = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
+        return int(loop["_batches_that_stepped"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("global_step", 0))
 
 
 @contextmanager

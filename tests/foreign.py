@@ -51,3 +51,15 @@ class ShapesDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)
+
+
+class BranchyNet(torch.nn.Module):
+    """Someone's network with a branch its forward never runs (left over from an experiment)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 3) -> None:
+        super().__init__()
+        self.head = torch.nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.unused_branch = torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)

@@ -61,7 +61,9 @@ class Probe(L.Callback):
         self._write(trainer, "train_start")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.signal_at_step:
+        marker = f"{self.out}.signalled"  # once: a requeued job runs the same command
+        if trainer.global_step == self.signal_at_step and not os.path.exists(marker):
+            open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGUSR1)
 
     def on_fit_end(self, trainer, pl_module):
@@ -214,20 +216,24 @@ def _sbatch(tmp_path: Path, args: list[str]) -> str:
 @pytest.mark.slow
 def test_slurm_script_requeues_on_sigusr1_and_the_requeued_job_resumes(tmp_path):
     # First attempt: SIGUSR1 after step 1 (SLURM's pre-emption warning) while an epoch is running.
-    _sbatch(tmp_path, ["--trainer.max_epochs", "1", *_probe(tmp_path, "first", signal_at_step=1)])
-    first = _records(tmp_path, "first", 0)["train_start"]
+    args = ["--trainer.max_epochs", "2", *_probe(tmp_path, "job", signal_at_step=1)]
+    output = _sbatch(tmp_path, args)
+    first = _records(tmp_path, "job", 0)["train_start"]
     assert first["environment"] == "SLURMEnvironment"
     assert (first["auto_requeue"], first["requeue_signal"]) == (True, "SIGUSR1")
     assert first["checkpoint_io"] == "AtomicCheckpointIO"  # the SLURM plugin did not replace it
-    assert first["ckpt_path"] is None
-    hpc = tmp_path / "outputs" / "slurm" / "seglab-4242" / "hpc_ckpt_1.ckpt"
-    assert hpc.is_file()
+    assert first["ckpt_path"] is None  # --ckpt_path last with nothing to resume: a new run
+    last = tmp_path / "outputs" / "slurm" / "seglab-4242" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 1
+    assert not list(last.parents[1].glob("hpc_ckpt_*.ckpt"))
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    assert "Traceback" not in output
+    assert "SLURM job 4242 requeued" in output.strip().splitlines()[-1]
 
-    # The requeued job (same job id, no --ckpt_path) picks the hpc checkpoint up by itself.
-    _sbatch(tmp_path, ["--trainer.max_epochs", "2", *_probe(tmp_path, "requeued")])
-    requeued = _records(tmp_path, "requeued", 0)
-    assert (tmp_path / requeued["train_start"]["ckpt_path"]).resolve() == hpc.resolve()
+    # The requeued job: the same script, the same arguments (its --ckpt_path last finds the save).
+    _sbatch(tmp_path, args)
+    requeued = _records(tmp_path, "job", 0)
+    assert (tmp_path / requeued["train_start"]["ckpt_path"]).resolve() == last.resolve()
     assert requeued["train_start"]["global_step"] == 1
     assert requeued["fit_end"]["global_step"] == 4  # 2 epochs x 2 steps: nothing lost or repeated
 

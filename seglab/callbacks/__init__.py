@@ -1,4 +1,5 @@
 from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
+from seglab.callbacks.distributed import UnusedParameters
 from seglab.callbacks.explain import ExplainImages
 from seglab.callbacks.freezing import FreezeEncoder
 from seglab.callbacks.images import PredictionImages
@@ -23,5 +24,6 @@ __all__ = [
     "PredictionImages",
     "ResumeState",
     "Throughput",
+    "UnusedParameters",
     "ValidateAtEnd",
 ]

@@ -18,7 +18,7 @@ def class_from_path(class_path: str) -> type | None:
     return cls if isinstance(cls, type) else None
 
 
-def entries_of(value: Any, base: type) -> list[tuple[Any, Namespace | None]]:
+def entries_of(value: Any, base: type | tuple[type, ...]) -> list[tuple[Any, Namespace | None]]:
     """The entries of a parsed value (one ``class_path``/``init_args`` namespace, an instance, a
     list of them, or None/bool) whose class is ``base`` or a subclass: ``(entry, init_args)``, with
     ``init_args`` None for instances."""

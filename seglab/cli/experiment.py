@@ -24,15 +24,25 @@ import lightning as L
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from seglab.callbacks import BestMetricsTable, Throughput
-from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState
+from seglab.callbacks.checkpointing import AtomicCheckpointIO, ResumeState, finish_wandb_run
+from seglab.callbacks.distributed import UnusedParameters
 from seglab.callbacks.nonfinite import NonFiniteLoss
 from seglab.cli.config import entries_of
-from seglab.cli.loggers import SaveAndLogConfig, offline_without_credentials
+from seglab.cli.loggers import (
+    SaveAndLogConfig,
+    continue_identity,
+    offline_without_credentials,
+    read_identity,
+    record_identity,
+    skip_logged_steps,
+    upload_command,
+)
 from seglab.cli.messages import notice
 from seglab.cli.migration import MOVED_SETTINGS, old_form_hint, old_form_value
 from seglab.cli.runs import (
@@ -42,7 +52,14 @@ from seglab.cli.runs import (
     read_checkpoint,
     run_directory,
 )
-from seglab.compat import INSTANTIATOR_KEY, LightningCLIHooks, recording_config
+from seglab.compat import (
+    INSTANTIATOR_KEY,
+    LightningCLIHooks,
+    checkpoint_metrics_step,
+    continue_csv_metrics,
+    recording_config,
+    wandb_offline,
+)
 from seglab.data import SegmentationDataModule
 from seglab.errors import CheckpointError, ConfigError, SeglabError
 from seglab.inference.writer import PredictionWriter
@@ -125,7 +142,16 @@ class SeglabCLI(LightningCLIHooks):
     ) -> None:
         self.argv = list(sys.argv[1:] if args is None else args)
         self.from_checkpoint: Path | None = None  # the checkpoint the model settings came from
+        self.resume_step: int | None = None  # where a resumed fit's metrics continue
         self.built_data: L.LightningDataModule | None = None
+        try:
+            self._start(args, run, parser_kwargs)
+        except SIGTERMException:
+            self._stopped()
+
+    def _start(
+        self, args: list[str] | None, run: bool, parser_kwargs: dict[str, Any] | None
+    ) -> None:
         super().__init__(
             SegmentationModule,
             L.LightningDataModule,
@@ -142,6 +168,23 @@ class SeglabCLI(LightningCLIHooks):
             run=run,
             seed_everything_default=self.seed_default,
         )
+
+    def _stopped(self) -> None:
+        """A run stopped by a signal (``ResumeState``): ``fit`` saved ``last.ckpt`` and printed
+        the resume command, and exits 0; an evaluation or prediction is incomplete: exit 1."""
+        subcommand = self.config.get("subcommand") if hasattr(self, "config") else None
+        if subcommand in (None, "fit"):
+            raise SystemExit(0)
+        state = next(
+            (c for c in getattr(self.trainer, "callbacks", []) if isinstance(c, ResumeState)), None
+        )
+        name = (state.stop_signal if state else None) or "a signal"
+        what = "predictions" if subcommand == "predict" else "metrics"
+        notice(
+            f"seglab {subcommand}: stopped by {name} before the end; the {what} are incomplete "
+            "(run the same command again)"
+        )
+        raise SystemExit(1)
 
     # --- parsing -------------------------------------------------------------------------------
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -201,6 +244,7 @@ class SeglabCLI(LightningCLIHooks):
         if ckpt_path is None:
             return
         checkpoint = read_checkpoint(ckpt_path, config.get("weights_only"))
+        self.resume_step = checkpoint_metrics_step(checkpoint)
         settings, dropped = recorded_model_settings(checkpoint.get("hyper_parameters", {}))
         if dropped:
             notice(
@@ -269,8 +313,15 @@ class SeglabCLI(LightningCLIHooks):
         config.trainer.default_root_dir = str(self.run_dir)
         self.checkpoint_dirs = checkpoint_directories(config, self.run_dir)
         for _, init_args in entries_of(config.trainer.get("logger"), WandbLogger):
-            if init_args is not None and not init_args.get("save_dir"):
+            # WandbLogger's default save_dir "." would put the run outside its run directory
+            if init_args is not None and init_args.get("save_dir") in (None, "", "."):
                 init_args["save_dir"] = str(self.run_dir)
+        if self.config.get("subcommand") == "fit":
+            # One run across resumes: a resumed fit continues the loggers' recorded identity.
+            resuming = config.get("ckpt_path") is not None
+            continued = continue_identity(config.trainer.get("logger"), self.run_dir, resuming)
+            if continued:
+                notice(f"seglab: the resumed run continues {', '.join(continued)}")
         # W&B without an API key would prompt or raise inside wandb.init: go offline first.
         offline_without_credentials(config.trainer.get("logger"))
         if self.config.get("subcommand") == "fit":
@@ -312,12 +363,14 @@ class SeglabCLI(LightningCLIHooks):
         """What the command adds to the trainer's callbacks, each unless the config has one of its
         type: RNG in checkpoints and a resume hint on SIGTERM, images/s and the data-wait fraction,
         a stop on a non-finite loss, the run directory's checkpoints, the best metrics printed at
-        the end, and for ``predict --output_dir`` the prediction files."""
+        the end, parameters without gradients named before DDP training, and for
+        ``predict --output_dir`` the prediction files."""
         callbacks = [
             ResumeState(resume_command=self.resume_command()),
             Throughput(),
             NonFiniteLoss("stop"),
             BestMetricsTable(),
+            UnusedParameters(),
         ]
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         if config.get("trainer", {}).get("enable_checkpointing") is not False:
@@ -357,6 +410,35 @@ class SeglabCLI(LightningCLIHooks):
             if isinstance(e, SeglabError):
                 raise
             raise ConfigError(f"trainer: {e} (check the --trainer.* settings)") from None
+
+    def before_fit(self) -> None:
+        """Rank zero records the loggers' identity of a new run in the run directory; a resumed
+        run continues the CSV file (rows past the checkpoint dropped: they are logged again) and
+        logs no W&B step twice. Offline W&B: the command that uploads the run, every part."""
+        if rank_zero_only.rank != 0:
+            return
+        loggers = self.trainer.loggers
+        resuming = self.experiment().get("ckpt_path") is not None
+        if not resuming or not read_identity(self.run_dir):
+            record_identity(loggers, self.run_dir)
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                offline = wandb_offline(logger)
+                if resuming:
+                    skip_logged_steps(logger, offline)
+                if offline:
+                    command = upload_command(logger)
+                    notice(f"W&B: offline; upload this run, every part of it, with `{command}`")
+            elif resuming and isinstance(logger, CSVLogger) and self.resume_step is not None:
+                continue_csv_metrics(logger, self.resume_step)
+
+    def after_fit(self) -> None:
+        """The W&B run ends with the fit (its closing lines before seglab's last ones), so that a
+        later fit in the same process is a run of its own, not this one continued."""
+        if rank_zero_only.rank == 0:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    finish_wandb_run(logger)
 
     def before_predict(self) -> None:
         """``--save_probabilities`` asks the model for probabilities too; with ``--output_dir``

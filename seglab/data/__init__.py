@@ -1,5 +1,5 @@
 from seglab.data.augment import Augment, BatchAugment
-from seglab.data.datamodule import SegmentationDataModule
+from seglab.data.datamodule import SegmentationDataModule, ignore_stop_signals
 from seglab.data.datasets.ade20k import ADE20KDataModule
 from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.datasets.camvid import CamVidDataModule
@@ -31,4 +31,5 @@ __all__ = [
     "StreamingDataModule",
     "SyntheticDataModule",
     "VOCDataModule",
+    "ignore_stop_signals",
 ]

@@ -19,6 +19,8 @@ Where each step of the data path happens, in one direction:
 
 from __future__ import annotations
 
+import os
+import signal
 import warnings
 from dataclasses import asdict, is_dataclass
 from functools import partial
@@ -28,6 +30,7 @@ from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -46,6 +49,31 @@ from seglab.data.transforms import TrainTransform, eval_transform, train_transfo
 from seglab.errors import ConfigError
 
 Split = Literal["train", "val", "test"]
+
+
+# Signals a job runner sends to every process of a job when it stops it (SLURM's scancel and
+# pre-emption, `timeout`, Ctrl+C in a terminal) and SLURM's warning before the time limit.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, name)
+)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn`` of seglab's loaders: a data-loader worker ignores the stop signals.
+
+    A job runner signals every process of the job at once. PyTorch's worker dies of SIGTERM, and
+    the main process then reports "DataLoader worker (pid N) is killed by signal" with a traceback
+    instead of stopping cleanly at the next batch. Ignoring them, the workers keep serving until
+    the main process (which saves and stops, see ``seglab.callbacks.ResumeState``) shuts them
+    down. Pass it to your own ``DataLoader(worker_init_fn=...)`` for the same behaviour.
+
+    Lightning adds its worker seeding (``seed_everything(workers=True)``, which the ``seglab``
+    command uses) only to loaders without a ``worker_init_fn``; it is called here instead, with the
+    same seeds."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)  # the process's rank, as Lightning's own call
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -377,6 +405,7 @@ class SegmentationDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=None if train else collate_same_size,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def _rare_class_sampler(self, dataset: Dataset) -> RareClassSampler:
@@ -438,6 +467,7 @@ class SegmentationDataModule(L.LightningDataModule):
             batch_size=1,  # images of any size
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
+            worker_init_fn=ignore_stop_signals,
         )
 
 

@@ -82,6 +82,32 @@ def create_model(
     return model
 
 
+def drop_unused_stages(model: nn.Module) -> list[str]:
+    """Replaces the encoder stages that a network built with ``encoder_depth < 5`` (PSPNet's
+    default is 3) never runs by ``nn.Identity`` and returns their names (``encoder.layer4`` ...).
+
+    smp builds the whole backbone and skips its last stages in ``forward``: their weights would sit
+    in the optimizer, in every checkpoint and under DDP as parameters without gradients (which DDP
+    refuses). smp's encoders name their stages by output stride (``get_stages()``, strides 16 and
+    32); a stage whose stride exceeds ``2 ** depth`` is not run. timm encoders (``tu-``) are built
+    with only the stages they use."""
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module) or not hasattr(encoder, "get_stages"):
+        return []
+    depth = len(encoder.out_channels) - 1  # smp: the input plus one feature map per stage run
+    if depth >= 5:
+        return []
+    try:
+        stages = encoder.get_stages()
+    except NotImplementedError:
+        return []
+    unused = {id(m) for stride, modules in stages.items() if stride > 2**depth for m in modules}
+    names = [name for name, m in encoder.named_modules() if id(m) in unused and name]
+    for name in names:
+        encoder.set_submodule(name, nn.Identity())
+    return [f"encoder.{name}" for name in names]
+
+
 def _build(
     arch: str,
     encoder_name: str,
@@ -97,7 +123,7 @@ def _build(
             return create_classic_model(
                 arch, encoder_name, weights, in_channels, num_classes, **kwargs
             )
-        return smp.create_model(
+        model = smp.create_model(
             arch,
             encoder_name=encoder_name,
             encoder_weights=weights,
@@ -105,6 +131,8 @@ def _build(
             classes=num_classes,
             **kwargs,
         )
+        drop_unused_stages(model)
+        return model
     except (TypeError, ValueError, AssertionError) as e:
         # Arguments of another architecture (a recipe's decoder_channels list after switching
         # model.arch) fail deep inside its constructor, with a message that names neither.

@@ -384,6 +384,15 @@ class SegmentationModule(L.LightningModule):
                 )
         if saved.get("palette") is not None:
             self.hparams["palette"] = [tuple(c) for c in saved["palette"]]
+        # Checkpoints written before unused encoder stages were dropped (factory.drop_unused_stages)
+        # still hold those stages' weights, which no layer takes any more.
+        state = checkpoint.get("state_dict")
+        dropped = tuple(
+            f"model.{name}." for name, m in self.model.named_modules() if isinstance(m, nn.Identity)
+        )
+        if isinstance(state, dict) and dropped:
+            for key in [k for k in state if k.startswith(dropped)]:
+                del state[key]
 
     # --- optimization --------------------------------------------------------------------------
     def backbone(self) -> nn.Module | None:

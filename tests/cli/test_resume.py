@@ -58,9 +58,11 @@ def stop_after_first_checkpoint(proc: subprocess.Popen, sig: signal.Signals) -> 
     return output
 
 
-def first_epoch_logged(version: int) -> int:
-    with open(RUN_DIR / f"lightning_logs/version_{version}/metrics.csv") as f:
-        return min(int(row["epoch"]) for row in csv.DictReader(f) if row["epoch"])
+def logged_rows(metric: str) -> list[tuple[int, int]]:
+    """``(epoch, step)`` of the rows with ``metric`` of the run's one ``metrics.csv``."""
+    (version,) = (RUN_DIR / "lightning_logs").iterdir()  # the resumed run continues the same one
+    with open(version / "metrics.csv") as f:
+        return [(int(r["epoch"]), int(r["step"])) for r in csv.DictReader(f) if r[metric]]
 
 
 @pytest.mark.slow
@@ -78,7 +80,13 @@ def test_sigkill_then_the_same_command_with_ckpt_path_last_resumes_in_the_same_r
     assert f"--ckpt_path last: {LAST}" in output and f"run directory {RUN_DIR}" in output
     assert f"Restoring states from the checkpoint path at {LAST}" in output
     assert torch.load(LAST, weights_only=True)["global_step"] == EPOCHS * STEPS_PER_EPOCH
-    assert first_epoch_logged(version=1) >= saved_epoch  # no epoch trained twice from scratch
+    # one history: no epoch trained twice from scratch, no step logged twice or out of order
+    for metric in ("train/loss", "val/mIoU"):
+        rows = logged_rows(metric)
+        assert [step for _, step in rows] == sorted({step for _, step in rows}), metric
+        assert [epoch for epoch, _ in rows] == sorted(epoch for epoch, _ in rows), metric
+    validated = [epoch for epoch, _ in logged_rows("val/mIoU")]
+    assert validated == sorted(set(validated)) and validated[-1] == EPOCHS - 1 > saved_epoch
     assert "Best validation metrics" in output
 
 
