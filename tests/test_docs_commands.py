@@ -21,13 +21,6 @@ from tests.conftest import write_folder_dataset
 from tests.data.datasets.fixtures import write_camvid, write_voc
 from tests.docs_blocks import REPO
 
-# Lines that fail today, each with its issue: the test fails when one of them starts to work, so
-# that the entry is removed with the fix.
-KNOWN_BROKEN = {
-    "--trainer.strategy ddp": "issue #24: the quickstart's encoder_depth 4 leaves the encoder's "
-    "last stage unused, which DDP refuses",
-}
-
 
 @pytest.fixture(scope="session")
 def tiny_quickstart(tmp_path_factory) -> Path:
@@ -85,11 +78,7 @@ def run_seglab(command: str, argv: list[str], capsys) -> None:
     if "--trainer.devices" in argv:
         run = run_ddp(argv)
         output = run.stdout[-3000:] + run.stderr[-3000:]
-        broken = [why for pattern, why in KNOWN_BROKEN.items() if pattern in command]
-        if broken:
-            assert run.returncode != 0 and "not used in producing the loss" in output, broken
-        else:
-            assert run.returncode == 0, output
+        assert run.returncode == 0, output
         return
     if argv[:2] == ["weights", "fetch"] and "quickstart" not in argv[-1]:
         with pytest.raises(SystemExit) as exit_info:
