@@ -50,8 +50,17 @@ CHECKS: dict[str, Callable[[dict, str], None]] = {
 }
 
 
-@pytest.mark.parametrize("page", docs_blocks.pages_with("python"), ids=docs_blocks.page_id)
+ALONE = [
+    p
+    for p in docs_blocks.pages_with("python")
+    if docs_blocks.page_id(p) not in docs_blocks.RUN_IN_PAGE_ORDER
+]
+
+
+@pytest.mark.parametrize("page", ALONE, ids=docs_blocks.page_id)
 def test_the_python_blocks_of_the_page_run(page: Path, capsys):
+    """(The blocks of ``RUN_IN_PAGE_ORDER``'s pages run with their commands, in
+    tests/test_docs_commands.py.)"""
     scope: dict = {"__name__": "__docs__"}
     for i, block in enumerate(docs_blocks.blocks(page, "python")):
         exec(compile(block, f"{docs_blocks.page_id(page)} (python block {i + 1})", "exec"), scope)
