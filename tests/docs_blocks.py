@@ -122,8 +122,8 @@ NOT_RUN = {
     "simulated nodes",
     r"docker": "needs Docker; tests/test_docker.py lints the Dockerfile and checks its parts",
     r"magick": "ImageMagick, not seglab",
-    r"python bench/|bash bench/": "benchmarks take minutes; tests/test_gpu_check.py runs every "
-    "part of bench/gpu_check.sh small, tests/test_bench_*.py the others",
+    r"python bench/\S+|bash bench/\S+": "benchmarks take minutes; tests/test_gpu_check.py runs "
+    "every part of bench/gpu_check.sh small, tests/test_bench_*.py the others",
     r"seglab \w+ .*\b(s3|gs|r2)://\S+.*": "needs an object store and its credentials; "
     "tests/data/test_streaming.py::test_optimize_to_and_stream_from_an_s3_url does both on a "
     "local S3 server (moto)",

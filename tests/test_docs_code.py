@@ -95,6 +95,7 @@ def assert_written_values_kept(written, resolved, where: str = "") -> None:
     if isinstance(written, dict):
         assert isinstance(resolved, dict), (where, resolved)
         for key, value in written.items():
+            key = key if key in resolved else str(key)  # the resolved config's keys are strings
             assert key in resolved, f"{where}.{key} is not in the resolved config"
             assert_written_values_kept(value, resolved[key], f"{where}.{key}")
     elif where.endswith("class_path"):
