@@ -5,10 +5,13 @@ What runs (``tests/test_docs_commands.py``, ``tests/test_docs_code.py``):
 
 - every line of a fenced ``bash`` (or ``sh``, ``shell``, ``console``) block: continuation lines
   joined, comments cut, ``a && b`` as two commands. ``seglab ...`` runs in-process
-  (``seglab.cli.main``), in the page's order; any other command must match ``NOT_RUN``, which says
-  why it does not run here and which test covers it instead. A command that is neither fails.
+  (``seglab.cli.main``), in the page's order; any other command, and a ``seglab`` command that
+  needs what this machine has not (an object store), must match ``NOT_RUN``, which says why it
+  does not run here and which test covers it instead. A command that is neither fails.
 - every fenced ``python`` block: a page's blocks in order, in one namespace, as written (so keep
-  them small: a few steps on tiny images).
+  them small: a few steps on tiny images); on the pages of ``RUN_IN_PAGE_ORDER``, whose blocks
+  and commands use each other's files, between the commands in the page's order, with the
+  quoted paths of ``places`` substituted.
 - every fenced ``yaml`` block whose top-level keys are experiment sections: parsed as an experiment
   (``--print_config``), alone when it has a model and a data section, else on top of the
   quickstart (``--config quickstart.yaml --config block.yaml``); every value it writes must be
@@ -24,12 +27,15 @@ Substitutions, and nothing else changes:
   any guide stands after "Getting started";
 - placeholders: ``experiments/X.yaml`` is the quickstart; ``[--section.key value ...]`` is left
   out, other ``[...]`` options are given; the paths in ``places`` (``my_dataset``, ``my_images``,
-  ``/data/voc``, ``a.png``, ``last.ckpt`` ...) are files generated in the real layouts
-  (``tests/data/datasets/fixtures.py``); ``--class car`` names a class of the quickstart's model
+  ``/data/voc``, ``/data/inria``, ``a.png``, ``scene.tif``, ``last.ckpt`` ...) are files generated
+  in the real layouts (``tests/data/datasets/fixtures.py``, ``write_inria``, ``write_raster``);
+  ``experiments/my_rasters.yaml`` is the quickstart's model on a generated folder of 4-band
+  uint16 GeoTIFFs (``RasterDataModule``); ``--class car`` names a class of the quickstart's model
   (``circle``), which has no car;
 - sizes (``tiny_sizes``): every command that trains or evaluates gets a few steps, 64 px images,
-  small batches, no data workers and no logger appended, and ``check-data`` and ``cache`` the same
-  data sizes; options the line itself sets stay as it sets them;
+  small batches, no data workers and no logger appended (raster recipes: 32 px validation windows),
+  and ``check-data``, ``cache``, ``stats`` and ``optimize`` the same data sizes (``optimize``: one
+  writer process); options the line itself sets stay as it sets them;
 - no network and no GPU: pretrained weights (``imagenet`` on the line or in a recipe) are a
   weights file written here; ``--trainer.devices 4`` runs 2 CPU processes (for two steps each);
   ``seglab weights fetch`` of a recipe with pretrained weights must fail in one line naming what to
@@ -69,15 +75,36 @@ def pages_with(*languages: str) -> list[Path]:
     return [page for page in pages() if blocks(page, *languages)]
 
 
-def shell_commands(page: Path) -> list[str]:
-    """The commands of the page's shell blocks: continuation lines joined, comments and ``$ ``
-    prompts cut, ``a && b`` split, blank lines left out."""
+def block_commands(block: str) -> list[str]:
+    """The commands of one shell block: continuation lines joined, comments and ``$ `` prompts
+    cut, ``a && b`` split, blank lines left out."""
     commands = []
-    for block in blocks(page, *SHELL_FENCES):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"(^|\s)#.*", "", line).strip().removeprefix("$ ")
-            commands += [" ".join(part.split()) for part in line.split(" && ") if part.strip()]
+    for line in block.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(^|\s)#.*", "", line).strip().removeprefix("$ ")
+        commands += [" ".join(part.split()) for part in line.split(" && ") if part.strip()]
     return commands
+
+
+def shell_commands(page: Path) -> list[str]:
+    """The commands of the page's shell blocks (``block_commands``), in order."""
+    return [c for block in blocks(page, *SHELL_FENCES) for c in block_commands(block)]
+
+
+# Pages whose Python blocks and shell commands use each other's files (a block writes the image a
+# command predicts, or reads what it wrote): their Python blocks run with the commands, in the
+# page's order and directory (tests/test_docs_commands.py), not in tests/test_docs_code.py.
+RUN_IN_PAGE_ORDER = {"docs/guides/huge-images.md", "docs/guides/rasters.md"}
+
+
+def steps(page: Path) -> list[tuple[str, str]]:
+    """``("shell", command)`` and ``("python", block)`` of the page, in the page's order."""
+    found: list[tuple[str, str]] = []
+    for lang, body in FENCE.findall(page.read_text()):
+        if lang in SHELL_FENCES:
+            found += [("shell", command) for command in block_commands(body)]
+        elif lang == "python":
+            found.append(("python", body))
+    return found
 
 
 # Commands that do not run here: the pattern (matched at the start of the command, after any
@@ -95,13 +122,17 @@ NOT_RUN = {
     "simulated nodes",
     r"docker": "needs Docker; tests/test_docker.py lints the Dockerfile and checks its parts",
     r"magick": "ImageMagick, not seglab",
-    r"python bench/|bash bench/": "benchmarks take minutes; tests/test_gpu_check.py runs every "
-    "part of bench/gpu_check.sh small, tests/test_bench_*.py the others",
+    r"python bench/\S+|bash bench/\S+": "benchmarks take minutes; tests/test_gpu_check.py runs "
+    "every part of bench/gpu_check.sh small, tests/test_bench_*.py the others",
+    r"seglab \w+ .*\b(s3|gs|r2)://\S+.*": "needs an object store and its credentials; "
+    "tests/data/test_streaming.py::test_optimize_to_and_stream_from_an_s3_url does both on a "
+    "local S3 server (moto)",
 }
 
 
 def not_run(command: str) -> str | None:
-    """Why a (non-``seglab``) command does not run here, or None when nothing says so."""
+    """Why a command does not run here, or None when nothing says so (a ``seglab`` command then
+    runs)."""
     program = re.sub(r"^(\w+=\S*\s+)*", "", command)
     for pattern, why in NOT_RUN.items():
         if re.match(rf"(?:{pattern})(\s|$)", program):
@@ -130,6 +161,8 @@ def tiny_sizes(argv: list[str]) -> list[str]:
         sizes |= {"--data.init_args.num_test": "2"}
     elif data:  # a dataset recipe on a miniature copy of the dataset
         sizes |= {"--data.init_args.crop_size": "32"}
+        if "eval_window" in (yaml.safe_load(Path(data).read_text())["data"].get("init_args") or {}):
+            sizes |= {"--data.init_args.eval_window": "32"}  # raster recipes: validation windows
     extra = []
     for option, value in sizes.items():
         if option not in argv and not any(a.startswith(option + "=") for a in argv):
@@ -165,11 +198,13 @@ def substituted(command: str, places: dict[str, str], weights: dict[str, str]) -
         if "--trainer.devices" in argv:  # two steps on each process: DDP checks from the second
             argv += ["--data.init_args.num_train", "8"]
         argv += tiny_sizes(argv)
-    elif argv[0] in ("check-data", "cache") and not asks_help:  # they read every sample
-        sizes = tiny_sizes(argv)
+    elif argv[0] in ("check-data", "cache", "stats", "optimize") and not asks_help:
+        sizes = tiny_sizes(argv)  # they read every sample
         for option_, value in zip(sizes[::2], sizes[1::2], strict=True):
             if option_.startswith("--data."):
                 argv += [option_, value]
+        if argv[0] == "optimize" and "--num_workers" not in argv:
+            argv += ["--num_workers", "1"]  # one writer process, not four
     return pretrained_weights_here(argv, weights)
 
 

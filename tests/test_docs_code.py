@@ -50,8 +50,17 @@ CHECKS: dict[str, Callable[[dict, str], None]] = {
 }
 
 
-@pytest.mark.parametrize("page", docs_blocks.pages_with("python"), ids=docs_blocks.page_id)
+ALONE = [
+    p
+    for p in docs_blocks.pages_with("python")
+    if docs_blocks.page_id(p) not in docs_blocks.RUN_IN_PAGE_ORDER
+]
+
+
+@pytest.mark.parametrize("page", ALONE, ids=docs_blocks.page_id)
 def test_the_python_blocks_of_the_page_run(page: Path, capsys):
+    """(The blocks of ``RUN_IN_PAGE_ORDER``'s pages run with their commands, in
+    tests/test_docs_commands.py.)"""
     scope: dict = {"__name__": "__docs__"}
     for i, block in enumerate(docs_blocks.blocks(page, "python")):
         exec(compile(block, f"{docs_blocks.page_id(page)} (python block {i + 1})", "exec"), scope)
@@ -86,6 +95,7 @@ def assert_written_values_kept(written, resolved, where: str = "") -> None:
     if isinstance(written, dict):
         assert isinstance(resolved, dict), (where, resolved)
         for key, value in written.items():
+            key = key if key in resolved else str(key)  # the resolved config's keys are strings
             assert key in resolved, f"{where}.{key} is not in the resolved config"
             assert_written_values_kept(value, resolved[key], f"{where}.{key}")
     elif where.endswith("class_path"):

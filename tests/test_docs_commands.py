@@ -13,13 +13,16 @@ import numpy as np
 import pytest
 import segmentation_models_pytorch as smp
 import torch
+import yaml
 from PIL import Image
 
 from seglab.cli import main
 from tests import docs_blocks
 from tests.conftest import write_folder_dataset
 from tests.data.datasets.fixtures import write_camvid, write_voc
-from tests.docs_blocks import REPO
+from tests.data.datasets.test_inria import write_inria
+from tests.data.test_rasters import NODATA, scene, write_raster
+from tests.docs_blocks import QUICKSTART, REPO
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +65,27 @@ def generated(tmp_path_factory) -> tuple[dict[str, str], dict[str, str]]:
         "a.png": str(images / "a.png"),
         "street.png": str(images / "street.png"),
         "last.ckpt": "outputs/quickstart/checkpoints/last.ckpt",
+        "/data/inria": str(write_inria(root / "inria", {"austin": [1, 6]}, size=64)),
+        "experiments/my_rasters.yaml": str(raster_experiment(root)),
+        "scene.tif": str(write_raster(root / "scene.tif", scene(0, 512, 512)[0], nodata=NODATA)),
     }
     return places, weights
+
+
+def raster_experiment(root: Path) -> Path:
+    """The quickstart's trainer and model on a folder of 4-band uint16 GeoTIFFs with nodata."""
+    for split, seed in (("train", 0), ("val", 1)):
+        image, mask = scene(seed, 40, 48)
+        write_raster(root / "rasters" / split / "images" / "t0.tif", image, nodata=NODATA)
+        write_raster(root / "rasters" / split / "masks" / "t0.tif", mask[None])
+    experiment = yaml.safe_load(QUICKSTART.read_text())
+    experiment["data"] = {
+        "class_path": "seglab.RasterDataModule",
+        "init_args": {"root": str(root / "rasters"), "num_classes": 3, "eval_window": 32},
+    }
+    path = root / "my_rasters.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    return path
 
 
 def run_ddp(argv: list[str]) -> subprocess.CompletedProcess:
@@ -75,6 +97,10 @@ def run_ddp(argv: list[str]) -> subprocess.CompletedProcess:
 
 
 def run_seglab(command: str, argv: list[str], capsys) -> None:
+    if argv[0] == "optimize":  # LitData forks its writers: from a fresh process, not from pytest's
+        run = run_ddp(argv)  # threads (a fork of a threaded process can deadlock)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        return
     if "--trainer.devices" in argv:
         run = run_ddp(argv)
         output = run.stdout[-3000:] + run.stderr[-3000:]
@@ -117,10 +143,16 @@ def test_every_seglab_command_of_the_page_runs(
     # The pages' paths are relative to the repository; runs write in this test's directory.
     (Path.cwd() / "experiments").symlink_to(REPO / "experiments")
     shutil.copytree(tiny_quickstart, Path.cwd() / "outputs")
-    commands = [c for c in docs_blocks.shell_commands(page) if c.startswith("seglab ")]
-    for command in commands:
-        argv = docs_blocks.substituted(command, places, weights)
-        run_seglab(command, argv, capsys)
+    in_order = docs_blocks.page_id(page) in docs_blocks.RUN_IN_PAGE_ORDER
+    scope: dict = {"__name__": "__docs__"}
+    commands = []
+    for i, (kind, step) in enumerate(docs_blocks.steps(page)):
+        if kind == "python" and in_order:
+            code = docs_blocks.python_with_places(step, places)
+            exec(compile(code, f"{docs_blocks.page_id(page)} (step {i + 1})", "exec"), scope)
+        elif kind == "shell" and step.startswith("seglab ") and not docs_blocks.not_run(step):
+            run_seglab(step, docs_blocks.substituted(step, places, weights), capsys)
+            commands.append(step)
     for command in commands:  # what the commands say they write is there
         argv = docs_blocks.substituted(command, places, weights)
         output_dir = docs_blocks.option(argv, "--output_dir")

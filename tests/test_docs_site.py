@@ -31,6 +31,7 @@ PUBLIC_MODULES = [
     "seglab",
     "seglab.callbacks",
     "seglab.data",
+    "seglab.data.rasters",
     "seglab.data.stats",
     "seglab.errors",
     "seglab.inference",

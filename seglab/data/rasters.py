@@ -288,3 +288,8 @@ def data_bands(src: Any) -> list[int]:
     alpha = rasterio.enums.ColorInterp.alpha
     bands = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != alpha]
     return bands or list(range(1, src.count + 1))
+
+
+# The window reader users import (docs/guides/rasters.md); the other functions serve seglab's own
+# data path and checks.
+__all__ = ["RasterInfo", "Window", "open_raster", "raster_info", "read_valid", "read_window"]

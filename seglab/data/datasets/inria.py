@@ -69,6 +69,7 @@ class InriaAerialDataModule(RasterDataModule):
 
     @property
     def dataset_dir(self) -> Path:
+        """The published layout's ``AerialImageDataset`` folder under ``root``."""
         return self.root / "AerialImageDataset"
 
     def download_data(self) -> None:
