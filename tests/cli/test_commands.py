@@ -82,7 +82,11 @@ def test_every_command_takes_the_config_and_overrides_of_fit(experiment, tmp_pat
     image = str(root / "val/images/img000.png")
     explain = args(experiment, "explain", "--ckpt_path", "last", "--image", image, "--class", "1")
     assert main([*explain, "--output_dir", "maps"]).written["gradcam"].is_file()
-    ran |= {"check-data", "cache", "weights", "export", "explain"}
+    main(args(experiment, "stats"))
+    assert "mean: [" in capsys.readouterr().out
+    main(args(experiment, "optimize", "--output_dir", "shards", "--num_workers", "1"))
+    assert (Path("shards") / "train" / "seglab.json").is_file()
+    ran |= {"check-data", "cache", "weights", "export", "explain", "stats", "optimize"}
     assert ran == set(TRAINER_COMMANDS) | set(COMMANDS)
 
 
