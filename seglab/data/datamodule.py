@@ -58,6 +58,18 @@ STOP_SIGNALS = tuple(
 )
 
 
+def class_names_for(num_classes: int, class_names: list[str] | None) -> list[str]:
+    """The classes' names, checked against ``data.num_classes`` (the ids' strings when unnamed):
+    the one check of the data modules that take both from the user."""
+    if num_classes < 1:
+        raise ConfigError(f"data.num_classes must be at least 1, got {num_classes}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ConfigError(
+            f"data.class_names has {len(class_names)} names but data.num_classes is {num_classes}"
+        )
+    return list(class_names or [str(i) for i in range(num_classes)])
+
+
 def ignore_stop_signals(worker_id: int) -> None:
     """``worker_init_fn`` of seglab's loaders: a data-loader worker ignores the stop signals.
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seglab.data.datamodule import SegmentationDataModule, Split
+from seglab.data.datamodule import SegmentationDataModule, Split, class_names_for
 from seglab.data.datasets.base import SegmentationDataset
 from seglab.data.exif import ExifOrientation
 from seglab.data.io import (
@@ -194,18 +194,11 @@ class FolderDataModule(SegmentationDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if num_classes < 1:
-            raise ConfigError(f"data.num_classes must be at least 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(
-                f"data.class_names has {len(class_names)} names but data.num_classes is "
-                f"{num_classes}"
-            )
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise ConfigError(f"data.root: {self.root} is not a directory")
         self.num_classes = num_classes
-        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.class_names = class_names_for(num_classes, class_names)
         self.image_dir, self.mask_dir, self.list_file = image_dir, mask_dir, list_file
         if palette is not None:
             palette = [tuple(c) for c in palette]

@@ -40,7 +40,7 @@ import numpy as np
 from torch import Tensor
 
 from seglab.data.cache import open_cache
-from seglab.data.datamodule import SegmentationDataModule, Split
+from seglab.data.datamodule import SegmentationDataModule, Split, class_names_for
 from seglab.data.datasets.base import SampleSource, SegmentationDataset
 from seglab.data.datasets.folder import match_files
 from seglab.data.rasters import (
@@ -227,16 +227,9 @@ class RasterDataModule(SegmentationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if num_classes < 1:
-            raise ConfigError(f"data.num_classes must be at least 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(
-                f"data.class_names has {len(class_names)} names but data.num_classes is "
-                f"{num_classes}"
-            )
         self.root = Path(root).expanduser()
         self.num_classes = num_classes
-        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.class_names = class_names_for(num_classes, class_names)
         self.image_dir, self.mask_dir = image_dir, mask_dir
         self.label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
         window = eval_window if eval_window is not None else self.crop_size
