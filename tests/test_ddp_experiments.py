@@ -19,6 +19,7 @@ from tests.data.datasets.fixtures import (
     write_pets,
     write_voc,
 )
+from tests.data.datasets.test_inria import write_inria
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
 SIZE = (40, 40)  # tiny images: the models are the experiments' own, the data is not
@@ -28,6 +29,7 @@ WRITERS = {
     "cityscapes": lambda root: write_cityscapes(root, size=SIZE),
     "pets": lambda root: write_pets(root, trainval=6, size=SIZE),
     "voc": lambda root: write_voc(root, sbd=2, size=SIZE),
+    "inria": lambda root: write_inria(root, {"austin": [1, 6, 7, 8], "vienna": [9, 10]}, size=64),
 }
 TIMEOUT = 600
 
