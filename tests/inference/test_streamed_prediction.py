@@ -36,16 +36,24 @@ SLIDE += ["--model.inference.tile_batch_size", "3", "--model.inference.band_rows
 SETTINGS = Inference(mode="slide", tile_size=64, overlap=0.25, tile_batch_size=3, band_rows=32)
 
 
+def write_tiled(path: Path, image: np.ndarray, crs: str, transform, block: int) -> np.ndarray:
+    """``image`` (C, H, W) as a tiled GeoTIFF on ``crs``/``transform`` with nodata 0."""
+    count, h, w = image.shape
+    profile = dict(driver="GTiff", height=h, width=w, count=count, dtype=image.dtype, nodata=0)
+    with rasterio.open(
+        path, "w", tiled=True, blockxsize=block, blockysize=block, crs=crs, transform=transform,
+        **profile,
+    ) as out:  # fmt: skip
+        out.write(image)
+    return image
+
+
 def write_geotiff(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
     """A UTM-referenced RGB GeoTIFF with nodata 0 over a block of whole tiles and a ragged edge."""
     image = np.random.default_rng(seed).integers(1, 256, (3, h, w), dtype=np.uint8)
     image[:, 70:200, :100] = 0  # whole tiles of nodata (not run) and tiles partly nodata
     image[:, -5:, -9:] = 0
-    profile = dict(driver="GTiff", height=h, width=w, count=3, dtype="uint8", nodata=0)
-    profile.update(crs="EPSG:32631", transform=from_origin(431000.0, 5411000.0, 0.3, 0.3))
-    with rasterio.open(path, "w", tiled=True, blockxsize=64, blockysize=64, **profile) as out:
-        out.write(image)
-    return image
+    return write_tiled(path, image, "EPSG:32631", from_origin(431000.0, 5411000.0, 0.3, 0.3), 64)
 
 
 def in_memory(module, image: np.ndarray, settings: Inference = SETTINGS) -> np.ndarray:
@@ -174,11 +182,7 @@ def write_4band_uint16(path: Path, h: int, w: int, seed: int = 0) -> np.ndarray:
     image = rng.integers(1, 12000, (4, h, w), dtype=np.uint16)
     image[:, 40:170] = 0  # whole rows of tiles: chunks of nodata only, not run
     image[:, -3:, -11:] = 0
-    profile = dict(driver="GTiff", height=h, width=w, count=4, dtype="uint16", nodata=0)
-    profile.update(crs="EPSG:32632", transform=from_origin(500000.0, 4800000.0, 10.0, 10.0))
-    with rasterio.open(path, "w", tiled=True, blockxsize=32, blockysize=32, **profile) as out:
-        out.write(image)
-    return image
+    return write_tiled(path, image, "EPSG:32632", from_origin(500000.0, 4800000.0, 10.0, 10.0), 32)
 
 
 def test_a_4band_uint16_geotiff_streams_like_the_in_memory_window(tmp_path):
