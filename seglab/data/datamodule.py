@@ -42,7 +42,12 @@ from seglab.data.cache import open_cache
 from seglab.data.datasets.base import SampleSource, SegmentationDataset, TransformedDataset
 from seglab.data.exif import ExifOrientation
 from seglab.data.io import IMAGE_EXTENSIONS, DataError, file_problem, read_image
-from seglab.data.normalize import IMAGENET_MEAN, IMAGENET_STD, check_input
+from seglab.data.normalize import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    are_data_statistics,
+    check_input,
+)
 from seglab.data.sampling import RareClassSampler, RareClassSampling
 from seglab.data.stats import class_pixel_counts
 from seglab.data.transforms import TrainTransform, eval_transform, train_transform
@@ -180,7 +185,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.augment = augment or Augment()
         self.mean = tuple(mean) if mean is not None else IMAGENET_MEAN
         self.std = tuple(std) if std is not None else IMAGENET_STD
-        self.statistics_given = mean is not None and std is not None
+        self.statistics_given = are_data_statistics(self.mean, self.std)
         self.ignore_index = ignore_index
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers

@@ -64,6 +64,14 @@ def denormalize(
     return ((images * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
 
 
+def are_data_statistics(mean: Sequence[float], std: Sequence[float]) -> bool:
+    """Whether ``mean``/``std`` can be a dataset's own per-band statistics: anything but ImageNet's
+    defaults, which are for 8-bit RGB only (also when a checkpoint recorded them: a model trained
+    on them was trained on ``uint8`` images)."""
+    as_floats = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    return as_floats != (IMAGENET_MEAN, IMAGENET_STD)
+
+
 def check_input(
     image: Tensor, name: str, mean: Sequence[float], statistics_given: bool = True
 ) -> None:

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seglab.data.normalize import check_input, normalize
+from seglab.data.normalize import are_data_statistics, check_input, normalize
 from seglab.errors import ConfigError, DataError
 from seglab.inference.predict import Inference
 from seglab.inference.raster_files import (
@@ -513,7 +513,8 @@ def stream_predict(
         group: the processes sharing the image (``SingleProcess`` by default).
         check: ``check(image, name)``, refusing an image the normalisation does not fit: the data
             module's ``input_check()`` (what its in-memory predict applies); by default
-            ``check_input`` with ``mean`` (the image's bands must be ``len(mean)``).
+            ``check_input`` with ``mean`` (the image's bands must be ``len(mean)``, and ``uint8``
+            when ``mean``/``std`` are ImageNet's).
         progress: show a progress bar in tiles (process 0).
     """
     settings = settings or Inference()
@@ -525,7 +526,9 @@ def stream_predict(
             f"mean/std have {len(mean)} values, but the model takes {in_channels} channels "
             "(model.in_channels): one value per band"
         )
-    check = check or partial(check_input, mean=mean)
+    check = check or partial(
+        check_input, mean=mean, statistics_given=are_data_statistics(mean, std)
+    )
     image, output = Path(image), Path(output)
     started = time.perf_counter()
     source = open_source(image, exif_orientation)

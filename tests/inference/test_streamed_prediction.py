@@ -220,6 +220,12 @@ def test_images_the_model_does_not_fit_are_refused_naming_the_file(
     tifffile.imwrite(tmp_path / "five.tif", five, planarconfig="separate", photometric="minisblack")
     with pytest.raises(ConfigError, match=r"five.tif: image has 5 uint8 bands.* 3 values"):
         stream(module, tmp_path / "five.tif", tmp_path / "out.tif")
+    # a 16-bit RGB image for a model trained on 8-bit RGB (ImageNet's statistics): its values
+    # divided by 255 are not what the model saw
+    rgb16 = np.full((3, 64, 64), 40000, np.uint16)
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb16, planarconfig="separate", photometric="rgb")
+    with pytest.raises(ConfigError, match=r"rgb16.tif: image has 3 non-uint8 .*ImageNet"):
+        stream(module, tmp_path / "rgb16.tif", tmp_path / "out.tif")
     # through the command, the data module's check (the in-memory path's) refuses a 4-band
     # uint16 GeoTIFF for the 3-band model
     images = tmp_path / "images"
@@ -230,8 +236,11 @@ def test_images_the_model_does_not_fit_are_refused_naming_the_file(
     with rasterio.open(images / "deep.tif", "w", **profile) as out:
         out.write(deep)
     args = predict_args(checkpoint, images, tmp_path / "out", *SLIDE)
-    user_error(args, capsys, 2, "deep.tif", "image has 4 non-uint8", "3 values")
+    user_error(args, capsys, 2, "deep.tif", "image has 4 non-uint8", "ImageNet")
     assert not (tmp_path / "out" / "deep.tif").exists()
+    (images / "deep.tif").unlink()
+    (images / "rgb16.tif").write_bytes((tmp_path / "rgb16.tif").read_bytes())
+    user_error(args, capsys, 2, "rgb16.tif", "image has 3 non-uint8", "ImageNet")
 
 
 def test_streaming_is_chosen_by_size_and_georeference_and_overridable():
